@@ -1,0 +1,115 @@
+//! The crate's error type.
+
+/// A specialised `Result` for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error reported by the server in an `error` event.
+///
+/// The session stays open after a server error: it is delivered as
+/// [`RealtimeSessionEvent::Error`](crate::RealtimeSessionEvent::Error).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ServerError {
+    /// Error class, e.g. `invalid_request_error`.
+    pub kind: String,
+    /// Machine-readable code, e.g. `conversation_already_has_active_response`.
+    pub code: Option<String>,
+    /// Human-readable message.
+    pub message: String,
+    /// The parameter the error refers to, if any.
+    pub param: Option<String>,
+    /// The `event_id` of the client event that caused the error, if any.
+    pub event_id: Option<String>,
+}
+
+impl ServerError {
+    /// Builds a server error from its class and message.
+    ///
+    /// ```
+    /// let e = realtime_agents::ServerError::new("invalid_request_error", "bad");
+    /// assert_eq!(e.message, "bad");
+    /// ```
+    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind: kind.into(),
+            message: message.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the machine-readable code.
+    #[must_use]
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.code {
+            Some(code) => write!(f, "{} ({code}): {}", self.kind, self.message),
+            None => write!(f, "{}: {}", self.kind, self.message),
+        }
+    }
+}
+
+/// Everything that can go wrong in a realtime session.
+///
+/// Match on the variant to decide what to do; new variants may be added.
+/// No variant ever carries an API key: URLs and messages are redacted.
+///
+/// ```
+/// use realtime_agents::Error;
+/// let err = Error::Closed { code: Some(1001), reason: "maximum duration reached".into() };
+/// assert!(err.to_string().contains("1001"));
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is invalid (e.g. no API key, duplicate tool names).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The WebSocket could not be opened. `status` is the HTTP status of a refused upgrade
+    /// (401 for bad credentials).
+    #[error("could not connect to {url}{}: {message}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
+    Connect {
+        /// The URL without its query string.
+        url: String,
+        /// HTTP status of a refused upgrade.
+        status: Option<u16>,
+        /// What went wrong (the response body for a refused upgrade).
+        message: String,
+    },
+    /// The server reported an error.
+    #[error("server error: {0}")]
+    Server(ServerError),
+    /// The connection closed. `code` and `reason` come from the close frame, when there was one.
+    #[error("connection closed{}{}", code.map(|c| format!(" with code {c}")).unwrap_or_default(), if reason.is_empty() { String::new() } else { format!(": {reason}") })]
+    Closed {
+        /// WebSocket close code.
+        code: Option<u16>,
+        /// Close reason.
+        reason: String,
+    },
+    /// A message from the server could not be understood, or I/O failed mid-session.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// A tool failed, panicked or does not exist.
+    #[error("tool `{name}` failed: {message}")]
+    Tool {
+        /// Tool name as the model called it.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// An operation did not finish in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// The session was cancelled from outside.
+    #[error("cancelled")]
+    Cancelled,
+    /// The session is closed; nothing more can be sent.
+    #[error("session is closed")]
+    SessionClosed,
+}

@@ -1,0 +1,1 @@
+//! The OpenAI Realtime GA wire protocol: typed client and server events.

@@ -1,0 +1,1 @@
+//! An OpenAI-Realtime-compatible server on loopback, for offline development and tests.
