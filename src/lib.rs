@@ -1,13 +1,28 @@
-//! Realtime voice agents over the OpenAI Realtime API or any backend.
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod agent;
 pub mod audio;
 mod error;
+pub mod guardrail;
+mod handoff;
+pub mod items;
+pub mod model;
 pub mod protocol;
+mod runner;
 mod session;
 pub mod simulator;
+pub mod tool;
 
+pub use agent::RealtimeAgent;
 pub use error::{Error, Result, ServerError};
-pub use session::{PlaybackTracker, WallClockPlaybackTracker};
+pub use guardrail::{GuardrailOutput, GuardrailResult, OutputGuardrail};
+pub use handoff::Handoff;
+pub use runner::{RealtimeRunConfig, RealtimeRunner};
+pub use session::{
+    PlaybackTracker, RealtimeSession, RealtimeSessionEvent, RealtimeSessionHandle,
+    WallClockPlaybackTracker,
+};
+pub use tool::{FunctionTool, RunContext, ToolContext};

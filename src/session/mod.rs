@@ -1,5 +1,232 @@
-//! The realtime session: one task that owns the connection and all session state.
+//! The realtime session: one task that owns the connection and all session state, a
+//! cloneable handle to send from anywhere, and a stream of events.
 
+mod driver;
+mod events;
 mod playback;
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use driver::{Command, Driver, Shared, agent_settings};
+pub use events::RealtimeSessionEvent;
 pub use playback::{PlaybackTracker, WallClockPlaybackTracker};
+
+use crate::items::{History, RealtimeItem};
+use crate::model::{ModelCommand, UserMessage};
+use crate::{Error, RealtimeAgent, Result};
+
+/// A cheap, cloneable way to drive a session from any task.
+///
+/// ```no_run
+/// # async fn demo(session: realtime_agents::RealtimeSession) -> realtime_agents::Result<()> {
+/// let handle = session.handle();
+/// tokio::spawn(async move {
+///     // e.g. a microphone task
+///     let chunk = vec![0u8; 960]; // 20 ms of PCM16 at 24 kHz
+///     handle.send_audio(chunk, false).await
+/// });
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RealtimeSessionHandle {
+    commands: mpsc::Sender<Command>,
+    cancel: CancellationToken,
+}
+
+impl RealtimeSessionHandle {
+    async fn send(&self, command: Command) -> Result<()> {
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| Error::SessionClosed)
+    }
+
+    /// Sends a user message (text, or text and images) and asks for a response. Messages sent
+    /// while the assistant is answering are answered together after it finishes.
+    pub async fn send_message(&self, message: impl Into<UserMessage>) -> Result<()> {
+        self.send(Command::Model(ModelCommand::UserMessage {
+            message: message.into(),
+            respond: true,
+        }))
+        .await
+    }
+
+    /// Appends user audio in the session's input format (PCM16 24 kHz mono by default).
+    /// `commit` ends the user's turn (for sessions without voice activity detection).
+    pub async fn send_audio(&self, audio: impl Into<Bytes>, commit: bool) -> Result<()> {
+        self.send(Command::Model(ModelCommand::Audio {
+            audio: audio.into(),
+            commit,
+        }))
+        .await
+    }
+
+    /// Asks for a response now (e.g. after committing audio with voice activity detection off).
+    pub async fn create_response(&self) -> Result<()> {
+        self.send(Command::Model(ModelCommand::CreateResponse))
+            .await
+    }
+
+    /// Stops the assistant: cancels the response being generated, stops playback (an
+    /// [`AudioInterrupted`](RealtimeSessionEvent::AudioInterrupted) event) and tells the model
+    /// how much the user heard.
+    pub async fn interrupt(&self) -> Result<()> {
+        self.send(Command::Interrupt).await
+    }
+
+    /// Switches to another agent on the same connection (instructions and tools change; voice
+    /// and audio formats stay).
+    pub async fn update_agent(&self, agent: impl Into<Arc<RealtimeAgent>>) -> Result<()> {
+        self.send(Command::UpdateAgent(agent.into())).await
+    }
+
+    /// Sends a raw client event of the backend's protocol (for OpenAI, a JSON event object).
+    /// A `response.create` still goes through the session's response sequencing.
+    pub async fn send_raw(&self, event: serde_json::Value) -> Result<()> {
+        self.send(Command::Model(ModelCommand::Raw(event))).await
+    }
+
+    /// The history as the session task knows it now (it may be ahead of the events the stream
+    /// has delivered; [`RealtimeSession::history`] is not).
+    pub async fn history(&self) -> Result<Vec<RealtimeItem>> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::History(tx)).await?;
+        rx.await.map_err(|_| Error::SessionClosed)
+    }
+
+    /// Closes the session: stops running tools, closes the connection (waiting at most a couple
+    /// of seconds for the peer) and ends the event stream. Calling it again does nothing.
+    pub async fn close(&self) {
+        self.cancel.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.commands.closed()).await;
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        self.commands.is_closed()
+    }
+}
+
+/// A live realtime session: a [`Stream`] of [`RealtimeSessionEvent`]s plus the methods of its
+/// [`RealtimeSessionHandle`].
+///
+/// Created by [`RealtimeRunner::run`](crate::RealtimeRunner::run). One task consumes events
+/// while [`handle`](Self::handle)s send from others. The event channel is bounded: if the
+/// application stops reading, the session stops reading the socket (nothing is dropped), and
+/// the server sees TCP back-pressure. Dropping the session ends the session task.
+///
+/// ```no_run
+/// use futures::StreamExt;
+/// use realtime_agents::{RealtimeAgent, RealtimeRunner, RealtimeSessionEvent};
+/// # async fn demo() -> realtime_agents::Result<()> {
+/// let mut session = RealtimeRunner::new(RealtimeAgent::new("Assistant")).run(()).await?;
+/// session.send_message("Hello!").await?;
+/// while let Some(event) = session.next().await {
+///     match event {
+///         RealtimeSessionEvent::TranscriptDelta { delta, .. } => print!("{delta}"),
+///         RealtimeSessionEvent::AgentEnd { .. } => break,
+///         _ => {}
+///     }
+/// }
+/// session.close().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct RealtimeSession {
+    handle: RealtimeSessionHandle,
+    events: mpsc::Receiver<RealtimeSessionEvent>,
+    history: History,
+}
+
+impl RealtimeSession {
+    pub(crate) fn spawn(
+        driver: Driver,
+        commands: mpsc::Sender<Command>,
+        events: mpsc::Receiver<RealtimeSessionEvent>,
+    ) -> Self {
+        let cancel = driver.cancel_token();
+        tokio::spawn(driver.run());
+        Self {
+            handle: RealtimeSessionHandle { commands, cancel },
+            events,
+            history: History::default(),
+        }
+    }
+
+    /// A handle for sending from other tasks.
+    pub fn handle(&self) -> RealtimeSessionHandle {
+        self.handle.clone()
+    }
+
+    /// The history as of the events this stream has delivered.
+    pub fn history(&self) -> &[RealtimeItem] {
+        self.history.items()
+    }
+
+    /// See [`RealtimeSessionHandle::send_message`].
+    pub async fn send_message(&self, message: impl Into<UserMessage>) -> Result<()> {
+        self.handle.send_message(message).await
+    }
+
+    /// See [`RealtimeSessionHandle::send_audio`].
+    pub async fn send_audio(&self, audio: impl Into<Bytes>, commit: bool) -> Result<()> {
+        self.handle.send_audio(audio, commit).await
+    }
+
+    /// See [`RealtimeSessionHandle::interrupt`].
+    pub async fn interrupt(&self) -> Result<()> {
+        self.handle.interrupt().await
+    }
+
+    /// See [`RealtimeSessionHandle::update_agent`].
+    pub async fn update_agent(&self, agent: impl Into<Arc<RealtimeAgent>>) -> Result<()> {
+        self.handle.update_agent(agent).await
+    }
+
+    /// See [`RealtimeSessionHandle::close`]. Events already queued can still be read.
+    pub async fn close(&self) {
+        self.handle.close().await
+    }
+
+    fn observe(&mut self, event: &RealtimeSessionEvent) {
+        match event {
+            RealtimeSessionEvent::HistoryAdded { item }
+            | RealtimeSessionEvent::HistoryUpdated { item } => {
+                self.history.upsert(item.clone());
+            }
+            RealtimeSessionEvent::HistoryDeleted { item_id } => {
+                self.history.remove(item_id);
+            }
+            RealtimeSessionEvent::TranscriptDelta {
+                role,
+                item_id,
+                content_index,
+                delta,
+            } => {
+                self.history
+                    .append_transcript(item_id, *content_index, *role, delta);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Stream for RealtimeSession {
+    type Item = RealtimeSessionEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let event = std::task::ready!(self.events.poll_recv(cx));
+        if let Some(event) = &event {
+            self.observe(event);
+        }
+        Poll::Ready(event)
+    }
+}

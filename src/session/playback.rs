@@ -98,3 +98,9 @@ impl PlaybackTracker for WallClockPlaybackTracker {
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
+
+impl std::fmt::Debug for dyn PlaybackTracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlaybackTracker")
+    }
+}

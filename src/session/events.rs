@@ -1,0 +1,169 @@
+//! What the session tells the application.
+
+use bytes::Bytes;
+
+use crate::Error;
+use crate::guardrail::GuardrailResult;
+use crate::items::{RealtimeItem, Role};
+use crate::model::{RawServerEvent, Usage};
+
+/// An event of a [`RealtimeSession`](crate::RealtimeSession), in the order things happened.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum RealtimeSessionEvent {
+    /// An agent started a response.
+    AgentStart {
+        /// The agent's name.
+        agent: String,
+    },
+    /// An agent finished a response.
+    AgentEnd {
+        /// The agent's name.
+        agent: String,
+    },
+    /// The conversation moved to another agent.
+    Handoff {
+        /// The agent handing over.
+        from: String,
+        /// The agent taking over.
+        to: String,
+    },
+    /// A tool is about to run.
+    ToolStart {
+        /// The agent that owns the tool.
+        agent: String,
+        /// Tool name.
+        tool: String,
+        /// Call id.
+        call_id: String,
+        /// JSON arguments.
+        arguments: String,
+    },
+    /// A tool finished and its output went back to the model.
+    ToolEnd {
+        /// The agent that owns the tool.
+        agent: String,
+        /// Tool name.
+        tool: String,
+        /// Call id.
+        call_id: String,
+        /// JSON arguments.
+        arguments: String,
+        /// The output the model received.
+        output: String,
+        /// Whether the output reports a failure (error, panic, timeout, unknown tool).
+        is_error: bool,
+    },
+    /// A chunk of assistant audio to play, in the session's output format.
+    Audio {
+        /// Response producing it.
+        response_id: String,
+        /// Assistant item.
+        item_id: String,
+        /// Content part.
+        content_index: u32,
+        /// Audio bytes.
+        data: Bytes,
+    },
+    /// The assistant item's audio is complete.
+    AudioEnd {
+        /// Assistant item.
+        item_id: String,
+        /// Content part.
+        content_index: u32,
+    },
+    /// Stop playback now and drop queued audio: the user interrupted.
+    AudioInterrupted {
+        /// The item that was playing.
+        item_id: String,
+        /// Its content part.
+        content_index: u32,
+        /// Milliseconds of it the user heard.
+        played_ms: u64,
+    },
+    /// A piece of a transcript: what the assistant says (or writes), or what the user said.
+    TranscriptDelta {
+        /// Whose words.
+        role: Role,
+        /// The message item.
+        item_id: String,
+        /// Content part.
+        content_index: u32,
+        /// New text.
+        delta: String,
+    },
+    /// The full transcript of something the user said.
+    UserTranscript {
+        /// The user's item.
+        item_id: String,
+        /// The transcript.
+        transcript: String,
+    },
+    /// The user started speaking.
+    InputSpeechStarted {
+        /// The user item being recorded.
+        item_id: String,
+        /// Position in the input audio stream.
+        audio_start_ms: u64,
+    },
+    /// The user stopped speaking.
+    InputSpeechStopped {
+        /// The user item.
+        item_id: String,
+        /// Position in the input audio stream.
+        audio_end_ms: u64,
+    },
+    /// The user said nothing within the configured idle timeout.
+    InputAudioTimeout {
+        /// Item id the server reported.
+        item_id: String,
+        /// Start of the silent span.
+        audio_start_ms: u64,
+        /// End of the silent span.
+        audio_end_ms: u64,
+    },
+    /// An item joined the history.
+    HistoryAdded {
+        /// The item.
+        item: RealtimeItem,
+    },
+    /// An item of the history changed.
+    HistoryUpdated {
+        /// The item as it is now.
+        item: RealtimeItem,
+    },
+    /// An item left the history.
+    HistoryDeleted {
+        /// The removed item.
+        item_id: String,
+    },
+    /// An output guardrail stopped a response.
+    GuardrailTripped {
+        /// The response stopped.
+        response_id: String,
+        /// Every guardrail's verdict on the text.
+        results: Vec<GuardrailResult>,
+        /// The text that was checked.
+        text: String,
+    },
+    /// Tokens used by a response, and in total.
+    Usage {
+        /// This response.
+        response: Usage,
+        /// The session so far.
+        total: Usage,
+    },
+    /// Something went wrong; the session goes on unless a `Closed` event follows.
+    Error {
+        /// What happened.
+        error: Error,
+    },
+    /// A server event exactly as received (only with
+    /// [`RealtimeRunConfig::raw_events`](crate::RealtimeRunConfig::raw_events)).
+    Raw(RawServerEvent),
+    /// The session ended; no events follow. `error` says why, if it was not closed on request.
+    Closed {
+        /// Why it ended.
+        error: Option<Error>,
+    },
+}
