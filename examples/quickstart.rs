@@ -16,7 +16,9 @@ use futures::StreamExt;
 use realtime_agents::items::Role;
 use realtime_agents::model::OpenAIRealtimeWebSocketModel;
 use realtime_agents::simulator::Simulator;
-use realtime_agents::{FunctionTool, RealtimeAgent, RealtimeRunner, RealtimeSession, RealtimeSessionEvent as E};
+use realtime_agents::{
+    FunctionTool, RealtimeAgent, RealtimeRunner, RealtimeSession, RealtimeSessionEvent as E,
+};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -39,40 +41,61 @@ struct Turn {
 
 /// Prints events until the assistant finishes speaking (after any tool calls, once
 /// `interrupt_after_ms` of audio arrived, it interrupts instead).
-async fn turn(session: &mut RealtimeSession, wait_for_tool: bool, interrupt_after_ms: Option<usize>) -> Result<Turn, Failure> {
+async fn turn(
+    session: &mut RealtimeSession,
+    wait_for_tool: bool,
+    interrupt_after_ms: Option<usize>,
+) -> Result<Turn, Failure> {
     let mut out = Turn::default();
     let mut at_line_start = true;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
-        let event = tokio::time::timeout_at(deadline, session.next()).await.map_err(|_| "timed out waiting for the assistant")?;
-        let Some(event) = event else { return Err("the session ended unexpectedly".into()) };
+        let event = tokio::time::timeout_at(deadline, session.next())
+            .await
+            .map_err(|_| "timed out waiting for the assistant")?;
+        let Some(event) = event else {
+            return Err("the session ended unexpectedly".into());
+        };
         match event {
             E::AgentStart { agent } => {
                 print!("  {agent}: ");
                 at_line_start = false;
             }
-            E::TranscriptDelta { role: Role::Assistant, delta, .. } => print!("{delta}"),
+            E::TranscriptDelta {
+                role: Role::Assistant,
+                delta,
+                ..
+            } => print!("{delta}"),
             E::UserTranscript { transcript, .. } => println!("  (you said: {transcript})"),
             E::Audio { data, .. } => {
                 out.audio.extend_from_slice(&data);
                 // PCM16 at 24 kHz: 48 bytes per millisecond.
-                if interrupt_after_ms.is_some_and(|ms| !out.interrupted && out.audio.len() >= ms * 48) {
+                if interrupt_after_ms
+                    .is_some_and(|ms| !out.interrupted && out.audio.len() >= ms * 48)
+                {
                     out.interrupted = true;
                     println!(" [interrupting]");
                     session.interrupt().await?;
                 }
             }
-            E::ToolStart { tool, arguments, .. } => println!("\n  -> calling {tool}({arguments})"),
+            E::ToolStart {
+                tool, arguments, ..
+            } => println!("\n  -> calling {tool}({arguments})"),
             E::ToolEnd { tool, output, .. } => {
                 println!("  <- {tool} returned {output:?}");
                 out.tools += 1;
             }
-            E::AudioInterrupted { played_ms, .. } => println!("  [audio interrupted after {played_ms} ms heard]"),
+            E::AudioInterrupted { played_ms, .. } => {
+                println!("  [audio interrupted after {played_ms} ms heard]")
+            }
             E::Usage { response, total } => {
                 if !at_line_start {
                     println!();
                 }
-                println!("  [usage: {} tokens this response, {} total]", response.total_tokens, total.total_tokens);
+                println!(
+                    "  [usage: {} tokens this response, {} total]",
+                    response.total_tokens, total.total_tokens
+                );
                 at_line_start = true;
             }
             E::Error { error } => {
@@ -96,7 +119,11 @@ async fn turn(session: &mut RealtimeSession, wait_for_tool: bool, interrupt_afte
 
 async fn run() -> Result<(), Failure> {
     let args: Vec<String> = std::env::args().collect();
-    let url = args.iter().position(|a| a == "--url").and_then(|i| args.get(i + 1)).cloned();
+    let url = args
+        .iter()
+        .position(|a| a == "--url")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     let has_key = std::env::var("OPENAI_API_KEY").is_ok_and(|k| !k.is_empty());
 
     // Keep the simulator alive for the whole conversation.
@@ -112,16 +139,25 @@ async fn run() -> Result<(), Failure> {
         }
         (None, false) => {
             let sim = Simulator::start().await?;
-            println!("No OPENAI_API_KEY: using the built-in simulator at {}", sim.url());
-            let model = OpenAIRealtimeWebSocketModel::builder().url(sim.url()).build();
+            println!(
+                "No OPENAI_API_KEY: using the built-in simulator at {}",
+                sim.url()
+            );
+            let model = OpenAIRealtimeWebSocketModel::builder()
+                .url(sim.url())
+                .build();
             simulator = Some(sim);
             model
         }
     };
 
-    let weather = FunctionTool::new("get_weather", "Get the current weather in a city.", |args: WeatherArgs| async move {
-        Ok::<_, String>(format!("Sunny and 22 degrees Celsius in {}", args.city))
-    });
+    let weather = FunctionTool::new(
+        "get_weather",
+        "Get the current weather in a city.",
+        |args: WeatherArgs| async move {
+            Ok::<_, String>(format!("Sunny and 22 degrees Celsius in {}", args.city))
+        },
+    );
     let agent = RealtimeAgent::new("Assistant")
         .instructions("You are a friendly voice assistant. Keep answers short, except for stories.")
         .tool(weather);
@@ -157,13 +193,21 @@ async fn run() -> Result<(), Failure> {
     drop(simulator);
 
     let path = "quickstart.wav";
-    let spec = hound::WavSpec { channels: 1, sample_rate: 24_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 24_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut wav = hound::WavWriter::create(path, spec)?;
     for sample in audio.chunks_exact(2) {
         wav.write_sample(i16::from_le_bytes([sample[0], sample[1]]))?;
     }
     wav.finalize()?;
-    println!("\nWrote {:.1} s of assistant audio to {path}", audio.len() as f64 / 48_000.0);
+    println!(
+        "\nWrote {:.1} s of assistant audio to {path}",
+        audio.len() as f64 / 48_000.0
+    );
 
     if !errors.is_empty() {
         return Err(format!("{} error event(s): {errors:?}", errors.len()).into());

@@ -942,3 +942,59 @@ async fn handoff_updates_the_session_then_answers_and_responds_once() {
     let output = server.received_of("conversation.item.create").remove(1);
     assert_eq!(output["item"]["output"], r#"{"assistant":"Billing Agent"}"#);
 }
+
+#[tokio::test]
+async fn refused_upgrade_reports_the_http_status_and_never_the_key() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/v1/realtime", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = stream.read(&mut buf).await;
+        let body = r#"{"error":{"message":"Incorrect API key provided"}}"#;
+        let reply = format!(
+            "HTTP/1.1 401 Unauthorized\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = stream.write_all(reply.as_bytes()).await;
+    });
+    let model = realtime_agents::model::OpenAIRealtimeWebSocketModel::builder()
+        .url(url)
+        .api_key("sk-live-very-secret")
+        .build();
+    let err = RealtimeRunner::new(RealtimeAgent::new("A"))
+        .model(model)
+        .run(())
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&err, Error::Connect { status: Some(401), message, .. } if message.contains("Incorrect API key")),
+        "{err:?}"
+    );
+    for shown in [err.to_string(), format!("{err:?}")] {
+        assert!(!shown.contains("sk-live-very-secret"), "{shown}");
+    }
+}
+
+#[tokio::test]
+async fn dropping_the_session_ends_its_task_and_closes_the_socket() {
+    let server = ScriptedServer::start(|_, _| {}).await;
+    let session = start(
+        &server,
+        RealtimeAgent::new("Assistant"),
+        RealtimeRunConfig::new(),
+    )
+    .await;
+    let handle = session.handle();
+    server.wait_for("session.update", 1).await;
+    drop(session);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !handle.is_closed() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the session task ends when the session is dropped");
+    assert!(handle.send_message("hello?").await.is_err());
+}
