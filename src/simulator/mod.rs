@@ -1,1 +1,350 @@
 //! An OpenAI-Realtime-compatible server on loopback, for offline development and tests.
+//!
+//! [`Simulator`] speaks the GA WebSocket protocol (`session.created`, `session.update`,
+//! conversation items, server VAD, responses with streamed audio and transcripts, function
+//! calls, cancellation, truncation, errors) with deterministic, rule-based behaviour, so a
+//! client, this crate's session or the official Python Agents SDK can hold a whole
+//! conversation, tool calls included, without a network or an API key.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use futures::{SinkExt, StreamExt};
+//! use realtime_agents::simulator::Simulator;
+//! use serde_json::{Value, json};
+//! use tokio_tungstenite::tungstenite::Message;
+//!
+//! let sim = Simulator::builder().speed(0.0).start().await?;
+//! let (mut ws, _) = tokio_tungstenite::connect_async(sim.url()).await?;
+//! for event in [
+//!     json!({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}}),
+//!     json!({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+//!            "content": [{"type": "input_text", "text": "Hello!"}]}}),
+//!     json!({"type": "response.create"}),
+//! ] {
+//!     ws.send(Message::text(event.to_string())).await?;
+//! }
+//! let mut text = String::new();
+//! while let Some(frame) = ws.next().await {
+//!     let event: Value = serde_json::from_str(frame?.to_text()?)?;
+//!     match event["type"].as_str() {
+//!         Some("response.output_text.delta") => text.push_str(event["delta"].as_str().unwrap()),
+//!         Some("response.done") => break,
+//!         _ => {}
+//!     }
+//! }
+//! assert_eq!(text, "Hello! I'm a simulated assistant. How can I help you today?");
+//! assert_eq!(sim.client_events().len(), 3);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Behaviour
+//!
+//! One tokio task serves each connection; every server event carries a unique `event_id`
+//! (`event_<n>`), items are `item_<n>`, responses `resp_<n>`, calls `call_<n>` (numbered per
+//! connection). Errors are `error` events (type `invalid_request_error`) that echo the
+//! offending client `event_id`; the connection stays open.
+//!
+//! * **Handshake**: any path and query (`?model=`, `?call_id=`); the model defaults to
+//!   `gpt-realtime`. The `realtime` subprotocol is selected when offered. With
+//!   [`SimulatorBuilder::require_api_key`], the upgrade is refused with HTTP 401 and an
+//!   OpenAI-style JSON body unless `Authorization: Bearer <key>`, `api-key: <key>` or the
+//!   subprotocol `openai-insecure-api-key.<key>` carries the key.
+//! * **Session**: starts as the GA default (audio out, PCM 24 kHz both ways, voice `alloy`,
+//!   `server_vad` with threshold 0.5, 300 ms prefix padding, 500 ms silence, no
+//!   transcription, no tools). `session.update` needs `session.type: "realtime"`, rejects
+//!   unknown parameters (e.g. the beta `input_audio_format`, code `unknown_parameter`),
+//!   deep-merges the rest (`null` clears: `turn_detection: null` turns VAD off), and
+//!   refuses a new voice once this connection produced audio (`cannot_update_voice`).
+//! * **Server VAD** (`server_vad` or `semantic_vad`): energy detection on 20 ms frames; a
+//!   frame is speech when its RMS exceeds `32768 × 10^((−60 + 50 × threshold) / 20)`
+//!   (−35 dBFS at the default 0.5). Speech start → `input_audio_buffer.speech_started` (and
+//!   cancels an active response with reason `turn_detected` when `interrupt_response`);
+//!   `silence_duration_ms` of silence (semantic VAD: 250/500/900 ms for high/auto/low
+//!   eagerness) → `speech_stopped`, `committed`, the user item, its transcription when
+//!   `audio.input.transcription` is set, and a response when `create_response` (queued
+//!   behind an active one). `idle_timeout_ms` (server VAD) fires
+//!   `input_audio_buffer.timeout_triggered` that long after a completed response without
+//!   speech, then commits an empty user turn and answers "Are you still there?".
+//! * **Transcription**: audio made with [`speech::encode_text`] is transcribed to its text;
+//!   any other audio to a description such as `"(2.4 seconds of audio)"`.
+//! * **Responses** stream one message, or function calls. Audio is speech-like synthesis
+//!   (PCM16 24 kHz, or G.711 at 8 kHz when the output format says so) in 20 ms deltas, each
+//!   transcript delta (one word) sent just before the audio where that word starts, paced
+//!   in real time divided by [`SimulatorBuilder::speed`]. Text responses
+//!   (`output_modalities: ["text"]`) stream one word per `response.output_text.delta`.
+//!   Only one response may be active: another `response.create` fails with
+//!   `conversation_already_has_active_response`. `response.cancel` ends the message as
+//!   `incomplete` and the response as `cancelled` (`client_cancelled`).
+//! * **Truncation**: only assistant audio items (`unsupported_content_type`, "Only model output
+//!   audio messages can be truncated"), and not past the audio produced ("Audio content of
+//!   Xms is already shorter than Yms"); the stored transcript keeps the words whose audio
+//!   started before `audio_end_ms`.
+//!
+//! # What the simulated assistant says
+//!
+//! Decided from the last conversation item (or the response's `input`), with the response's
+//! `instructions`, `tools` and `tool_choice` overriding the session's:
+//!
+//! 1. A user message (its text, or its audio's transcript) that **matches function tools**
+//!    becomes one function call per matching tool, all in one response (only the first with
+//!    `parallel_tool_calls: false`). A tool matches when a word of its name equals a word of
+//!    the message, or its singular/plural with an `s`. The name is split on `_`, `-`, `.`
+//!    and camelCase, lowercased, and these generic words are dropped: get, set, fetch,
+//!    lookup, look, find, search, query, retrieve, check, list, show, create, update, make,
+//!    do, run, call, send, the, a, an, to, for, of, in, on, and, or, by, with, from, my,
+//!    transfer, agent, tool, current, info, information, data. So "What's the weather in
+//!    Paris?" calls `get_weather`, and "transfer me to billing" calls
+//!    `transfer_to_billing_agent`. `tool_choice: "none"` disables calls, `"required"` calls
+//!    the first tool when none matches, `{"type":"function","name":…}` calls that tool.
+//!    **Arguments**, for each property of the tool's JSON-schema `parameters`: strings take
+//!    the capitalised word(s) right after "in", "for", "of", "at", "about" or "to" ("Paris",
+//!    "New York"), else the last capitalised word that does not start a sentence; string
+//!    enums take the first option named in the text; integers and numbers take the first
+//!    number in the text. A property is included when a value was found; required
+//!    properties always are (`""`, the first enum option, `0`, `false`, `[]` or `{}`).
+//! 2. Otherwise, instructions containing `Always answer: <X>` make it say X (up to the end
+//!    of that line).
+//! 3. After `function_call_output` items: "Here is what I found: <outputs>." (JSON outputs
+//!    flattened to `key: value` text).
+//! 4. A user message with the word "hello", "hi" or "hey": "Hello! I'm a simulated
+//!    assistant. How can I help you today?"; with "story": a long deterministic story
+//!    (about 40 s of speech); anything else: "You said: <text>."
+//! 5. With no items: the greeting; after anything else: "Is there anything else I can help
+//!    you with?"
+
+mod brain;
+mod connection;
+mod g711;
+mod session_config;
+pub mod speech;
+mod state;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::Error;
+
+/// State shared by the accept loop, the connections and the [`Simulator`] handle.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    speed: f64,
+    api_key: Option<String>,
+    events: Mutex<Vec<Value>>,
+    connections: AtomicUsize,
+}
+
+impl Shared {
+    fn record(&self, event: Value) {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(event);
+    }
+}
+
+/// A running simulated Realtime API server on loopback.
+///
+/// It shuts down when dropped (or with [`shutdown`](Self::shutdown)), closing open
+/// connections with close code 1001. See the [module docs](self) for its behaviour.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use futures::StreamExt;
+/// use realtime_agents::simulator::Simulator;
+///
+/// let sim = Simulator::start().await?;
+/// assert!(sim.url().starts_with("ws://127.0.0.1:"));
+/// let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}?model=gpt-realtime", sim.url())).await?;
+/// let first: serde_json::Value = serde_json::from_str(ws.next().await.unwrap()?.to_text()?)?;
+/// assert_eq!(first["type"], "session.created");
+/// assert_eq!(sim.connections(), 1);
+/// sim.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Simulator {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Starts a simulator on `127.0.0.1` with an OS-assigned port and the default
+    /// configuration (real-time pacing, no API key required).
+    pub async fn start() -> crate::Result<Simulator> {
+        Self::builder().start().await
+    }
+
+    /// A builder to configure the address, pacing and authentication.
+    pub fn builder() -> SimulatorBuilder {
+        SimulatorBuilder::default()
+    }
+
+    /// The WebSocket URL to connect to: `ws://127.0.0.1:PORT/v1/realtime`.
+    pub fn url(&self) -> String {
+        format!("ws://{}/v1/realtime", self.addr)
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every client event received so far (parsed JSON, including invalid or unknown
+    /// events), over all connections, in order of arrival.
+    pub fn client_events(&self) -> Vec<Value> {
+        self.shared
+            .events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// How many WebSocket connections were accepted so far (refused upgrades not counted).
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting, closes every connection (close code 1001) and waits for the server
+    /// tasks to end.
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Configures and starts a [`Simulator`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> realtime_agents::Result<()> {
+/// use realtime_agents::simulator::Simulator;
+/// let sim = Simulator::builder()
+///     .addr("127.0.0.1:0".parse().unwrap())
+///     .speed(4.0) // audio streams 4x faster than real time
+///     .require_api_key("sk-sim-test")
+///     .start()
+///     .await?;
+/// assert_eq!(sim.local_addr().ip().to_string(), "127.0.0.1");
+/// # Ok(())
+/// # }
+/// ```
+#[must_use]
+#[derive(Debug, Clone)]
+pub struct SimulatorBuilder {
+    addr: SocketAddr,
+    speed: f64,
+    api_key: Option<String>,
+}
+
+impl Default for SimulatorBuilder {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            speed: 1.0,
+            api_key: None,
+        }
+    }
+}
+
+impl SimulatorBuilder {
+    /// The address to listen on (default `127.0.0.1:0`, an OS-assigned port).
+    pub fn addr(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// Audio pacing: `1.0` streams audio in real time (the default), `4.0` four times faster,
+    /// `0.0` unpaced (as fast as the socket takes it, yielding between deltas). Negative or
+    /// non-finite values mean unpaced.
+    pub fn speed(mut self, speed: f64) -> Self {
+        self.speed = if speed.is_finite() && speed > 0.0 {
+            speed
+        } else {
+            0.0
+        };
+        self
+    }
+
+    /// Refuses the WebSocket upgrade with HTTP 401 and a JSON error body unless the client
+    /// presents `key` as `Authorization: Bearer <key>`, `api-key: <key>` or the subprotocol
+    /// `openai-insecure-api-key.<key>`.
+    pub fn require_api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Binds the address and starts serving.
+    ///
+    /// Fails with [`Error::Connect`] if the address cannot be bound.
+    pub async fn start(self) -> crate::Result<Simulator> {
+        let url = format!("ws://{}/v1/realtime", self.addr);
+        let bind_error = |e: std::io::Error| Error::Connect {
+            url: url.clone(),
+            status: None,
+            message: format!("could not bind the simulator: {e}"),
+        };
+        let listener = TcpListener::bind(self.addr).await.map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        let shared = Arc::new(Shared {
+            speed: self.speed,
+            api_key: self.api_key,
+            events: Mutex::new(Vec::new()),
+            connections: AtomicUsize::new(0),
+        });
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(accept_loop(listener, shared.clone(), cancel.clone()));
+        tracing::debug!("simulator listening on {addr}");
+        Ok(Simulator {
+            addr,
+            shared,
+            cancel,
+            task: Some(task),
+        })
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(connection::serve(stream, shared.clone(), cancel.child_token()));
+                }
+                Err(e) => {
+                    tracing::warn!("simulator: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    // The connections saw the cancellation too: give them a moment to send close frames.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+}
