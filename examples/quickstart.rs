@@ -48,6 +48,7 @@ async fn turn(
 ) -> Result<Turn, Failure> {
     let mut out = Turn::default();
     let mut at_line_start = true;
+    let mut speaker = None;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
         let event = tokio::time::timeout_at(deadline, session.next())
@@ -75,6 +76,7 @@ async fn turn(
                 {
                     out.interrupted = true;
                     println!(" [interrupting]");
+                    at_line_start = true;
                     session.interrupt().await?;
                 }
             }
@@ -167,7 +169,7 @@ async fn run() -> Result<(), Failure> {
     let mut errors = Vec::new();
     let mut collect = |t: Turn| {
         audio.extend_from_slice(&t.audio);
-        errors.extend(t.errors);
+        errors.extend(t.errors.iter().cloned());
         t
     };
 
