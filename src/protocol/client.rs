@@ -29,6 +29,9 @@ use crate::audio::AudioFormat;
 /// let append = ClientEvent::InputAudioBufferAppend { event_id: None, audio: "AAAA".into() };
 /// assert_eq!(append.to_json(), r#"{"type":"input_audio_buffer.append","audio":"AAAA"}"#);
 /// ```
+// `SessionUpdate` carries the whole (inline) `SessionConfig`; events are built and encoded
+// right away, so the size does not matter and a `Box` would only make construction noisier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 #[non_exhaustive]

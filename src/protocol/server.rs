@@ -39,6 +39,10 @@ macro_rules! server_events {
         /// assert!(matches!(new, ServerEvent::Unknown { ref event_type, .. } if event_type == "response.hologram.delta"));
         /// assert_eq!(new.to_json(), r#"{"type":"response.hologram.delta","x":1}"#);
         /// ```
+        // The session and response events hold their (inline) `SessionConfig`/`Response`, so
+        // every event is ~660 bytes. That is a memcpy next to the JSON parse of each frame;
+        // boxing would change the payload field types other code is written against.
+        #[allow(clippy::large_enum_variant)]
         #[derive(Debug, Clone, PartialEq)]
         #[non_exhaustive]
         pub enum ServerEvent {
