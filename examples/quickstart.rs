@@ -48,7 +48,7 @@ async fn turn(
 ) -> Result<Turn, Failure> {
     let mut out = Turn::default();
     let mut at_line_start = true;
-    let mut speaker = None;
+    let mut speaker: Option<String> = None;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
         let event = tokio::time::timeout_at(deadline, session.next())

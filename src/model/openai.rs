@@ -408,13 +408,11 @@ impl OpenAIConnection {
         let defaults = initial && self.config.call_id.is_none();
         let or_default = |v: Option<AudioFormat>| v.or(defaults.then_some(AudioFormat::PCM16_24K));
         let turn_detection = s.turn_detection.clone().or_else(|| {
-            initial.then(|| {
-                Some(TurnDetection::SemanticVad {
-                    eagerness: None,
-                    create_response: Some(true),
-                    interrupt_response: Some(true),
-                })
-            })
+            initial.then_some(Some(TurnDetection::SemanticVad {
+                eagerness: None,
+                create_response: Some(true),
+                interrupt_response: Some(true),
+            }))
         });
         let transcription = s.transcription.clone().or_else(|| {
             initial.then(|| {
@@ -464,7 +462,7 @@ impl OpenAIConnection {
             }),
             tools,
             tool_choice: s.tool_choice.clone(),
-            max_output_tokens: s.max_output_tokens.clone(),
+            max_output_tokens: s.max_output_tokens,
             ..Default::default()
         }
     }
@@ -735,23 +733,19 @@ impl OpenAIConnection {
             }
             S::ResponseOutputItemDone(protocol::ResponseOutputItemDoneEvent {
                 response_id,
-                item,
+                item: Item::FunctionCall(call),
                 ..
-            }) => {
-                if let Item::FunctionCall(call) = item {
-                    if call
-                        .status
-                        .is_none_or(|s| s == protocol::ItemStatus::Completed)
-                    {
-                        out.push_back(ModelEvent::FunctionCall {
-                            item_id: call.id.unwrap_or_default(),
-                            call_id: call.call_id,
-                            name: call.name,
-                            arguments: call.arguments,
-                            response_id,
-                        });
-                    }
-                }
+            }) if call
+                .status
+                .is_none_or(|s| s == protocol::ItemStatus::Completed) =>
+            {
+                out.push_back(ModelEvent::FunctionCall {
+                    item_id: call.id.unwrap_or_default(),
+                    call_id: call.call_id,
+                    name: call.name,
+                    arguments: call.arguments,
+                    response_id,
+                });
             }
             S::ResponseOutputAudioDelta(e) => {
                 if self.interrupted.as_deref() == Some(e.response_id.as_str()) {
