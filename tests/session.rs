@@ -17,28 +17,7 @@ use realtime_agents::{
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
-use support::{Responder, ScriptedServer, ev};
-
-/// Collects events until one matches; panics after 5 s.
-async fn until(session: &mut RealtimeSession, pred: impl Fn(&E) -> bool) -> Vec<E> {
-    let mut seen = Vec::new();
-    let result = tokio::time::timeout(Duration::from_secs(5), async {
-        while let Some(event) = session.next().await {
-            let done = pred(&event);
-            seen.push(event);
-            if done {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    match result {
-        Ok(true) => seen,
-        Ok(false) => panic!("stream ended first; events: {seen:#?}"),
-        Err(_) => panic!("timed out; events: {seen:#?}"),
-    }
-}
+use support::{Responder, ScriptedServer, ev, until};
 
 /// A tracker whose playback position the test sets (`u64::MAX` = unknown).
 #[derive(Default)]

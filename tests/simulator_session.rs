@@ -1,9 +1,10 @@
 //! Sessions against the built-in simulator: real audio turns with server VAD, manual turns,
 //! interruption, all over loopback WebSockets.
 
+mod support;
+
 use std::time::Duration;
 
-use futures::StreamExt;
 use realtime_agents::items::Role;
 use realtime_agents::model::{OpenAIRealtimeWebSocketModel, SessionSettings};
 use realtime_agents::protocol::TurnDetection;
@@ -14,6 +15,7 @@ use realtime_agents::{
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
+use support::until;
 
 #[derive(Deserialize, JsonSchema)]
 struct City {
@@ -46,23 +48,6 @@ async fn speak(session: &RealtimeSession, samples: &[i16]) {
     for chunk in pcm(samples).chunks(960) {
         session.send_audio(chunk.to_vec(), false).await.unwrap();
     }
-}
-
-async fn until(session: &mut RealtimeSession, mut pred: impl FnMut(&E) -> bool) -> Vec<E> {
-    let mut seen = Vec::new();
-    let found = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(e) = session.next().await {
-            let done = pred(&e);
-            seen.push(e);
-            if done {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert!(matches!(found, Ok(true)), "events: {seen:#?}");
-    seen
 }
 
 fn assistant_text(events: &[E]) -> String {

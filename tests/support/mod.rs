@@ -10,6 +10,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use futures::{SinkExt, StreamExt};
 use realtime_agents::model::OpenAIRealtimeWebSocketModel;
+use realtime_agents::{RealtimeSession, RealtimeSessionEvent};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -288,5 +289,30 @@ pub mod ev {
 
     pub fn error(code: &str, message: &str, event_id: Option<&str>) -> Value {
         json!({"type": "error", "event_id": "ev_err", "error": {"type": "invalid_request_error", "code": code, "message": message, "param": null, "event_id": event_id}})
+    }
+}
+
+/// Collects session events until one matches `pred` (inclusive); panics after 10 s or if the
+/// stream ends first, printing what was seen.
+pub async fn until(
+    session: &mut RealtimeSession,
+    mut pred: impl FnMut(&RealtimeSessionEvent) -> bool,
+) -> Vec<RealtimeSessionEvent> {
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(event) = session.next().await {
+            let done = pred(&event);
+            seen.push(event);
+            if done {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    match found {
+        Ok(true) => seen,
+        Ok(false) => panic!("stream ended first; events: {seen:#?}"),
+        Err(_) => panic!("timed out; events: {seen:#?}"),
     }
 }
