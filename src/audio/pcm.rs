@@ -39,8 +39,11 @@ pub fn i16_to_f32(sample: i16) -> f32 {
 /// ```
 #[inline]
 pub fn f32_to_i16(sample: f32) -> i16 {
-    // `as` saturates and maps NaN to 0, which is exactly the clamp we want.
-    (sample * 32768.0).round() as i16
+    // Round half away from zero by hand: `f32::round` is a libm call on baseline x86-64 and
+    // dominated the cost. `as` truncates, saturates and maps NaN to 0: exactly the clamp we
+    // want.
+    let v = sample * 32768.0;
+    (if v >= 0.0 { v + 0.5 } else { v - 0.5 }) as i16
 }
 
 /// Decodes PCM16 LE `bytes` into `out`; returns the number of samples written.

@@ -9,20 +9,8 @@
 //! updates (lock-free, so the audio callback can do it), and [`JitterBuffer`] smooths bursty
 //! arrival into a steady stream for outputs that pull at a fixed pace.
 //!
-//! # Wiring
 //!
-//! * Give the session an `Arc<FramePlaybackTracker>` as its playback tracker. It calls
-//!   [`on_audio_delivered`](PlaybackTracker::on_audio_delivered) for each audio chunk,
-//!   [`played_ms`](PlaybackTracker::played_ms) to truncate, and
-//!   [`on_interrupted`](PlaybackTracker::on_interrupted) afterwards.
-//! * Push every delivered chunk to the output, in order. The output reports
-//!   [`record_played`](FramePlaybackTracker::record_played) for audio frames it hands to the
-//!   device, [`record_discarded`](FramePlaybackTracker::record_discarded) for queued frames it
-//!   drops, and [`set_output_latency_frames`](FramePlaybackTracker::set_output_latency_frames)
-//!   for audio frames handed over but not audible yet. The `audio` feature's `Speaker` does all
-//!   three.
-//! * When the session reports that audio was interrupted (`AudioInterrupted`), clear the
-//!   output (`Speaker::clear`, [`JitterBuffer::clear`]), so queued audio is dropped.
+//! See [`FramePlaybackTracker`] for how to wire it up.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -301,6 +289,21 @@ struct Timeline {
 /// On [`on_interrupted`](PlaybackTracker::on_interrupted) the played position of every item
 /// delivered so far is frozen, so queries about the interrupted item stay stable while the
 /// output drops its queue.
+///
+/// # Wiring
+///
+/// * Give the session an `Arc<FramePlaybackTracker>` as its playback tracker. It calls
+///   [`on_audio_delivered`](PlaybackTracker::on_audio_delivered) for each audio chunk,
+///   [`played_ms`](PlaybackTracker::played_ms) to truncate, and
+///   [`on_interrupted`](PlaybackTracker::on_interrupted) afterwards.
+/// * Push every delivered chunk to the output, in order. The output reports
+///   [`record_played`](FramePlaybackTracker::record_played) for audio frames it hands to the
+///   device, [`record_discarded`](FramePlaybackTracker::record_discarded) for queued frames it
+///   drops, and [`set_output_latency_frames`](FramePlaybackTracker::set_output_latency_frames)
+///   for audio frames handed over but not audible yet. The `audio` feature's `Speaker` does all
+///   three.
+/// * When the session reports that audio was interrupted (`AudioInterrupted`), clear the
+///   output (`Speaker::clear`, [`JitterBuffer::clear`]), so queued audio is dropped.
 ///
 /// ```
 /// use realtime_agents::{PlaybackTracker, audio::{AudioFormat, FramePlaybackTracker}};
