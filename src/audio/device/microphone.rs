@@ -166,7 +166,7 @@ impl Microphone {
         }
         let device = find_device(config.device.as_deref(), StreamDirection::Input)?;
         let info = info(&device);
-        let (stream_config, format, _) = choose_config(
+        let (stream_config, format) = choose_config(
             &device,
             StreamDirection::Input,
             config.request,
@@ -175,21 +175,18 @@ impl Microphone {
         let rate = stream_config.sample_rate;
         let ring_frames = ((u128::from(rate) * config.ring.as_nanos() / 1_000_000_000) as usize)
             .max(rate as usize / 10);
-        let (producer, consumer) = rtrb::RingBuffer::<f32>::new(ring_frames);
         let shared = Arc::new(InputShared::default());
         let errors = Arc::new(ErrorFlags::default());
         let (events_tx, events_rx) = mpsc::channel(EVENT_CAPACITY);
 
-        let producer = std::sync::Mutex::new(Some(producer));
-        let (stream, stream_config) = build_with_fallback(stream_config, |cfg| {
-            // The producer moves into whichever build attempt succeeds.
-            let Some(producer) = producer.lock().ok().and_then(|mut p| p.take()) else {
-                return Err(AudioError::InvalidParameter("stream already built".into()));
-            };
+        let ((stream, consumer), stream_config) = build_with_fallback(stream_config, |cfg| {
+            // A fresh ring per attempt: a failed build drops its half.
+            let (producer, consumer) = rtrb::RingBuffer::<f32>::new(ring_frames);
             let err_cb = error_callback(StreamDirection::Input, events_tx.clone(), errors.clone());
-            with_sample_type!(format, T => build_input::<T>(
+            let stream = with_sample_type!(format, T => build_input::<T>(
                 &device, cfg, producer, shared.clone(), err_cb
-            ))
+            ))?;
+            Ok((stream, consumer))
         })?;
         stream.play().map_err(device_error)?;
 

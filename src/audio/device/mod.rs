@@ -240,14 +240,7 @@ fn choose_config(
     direction: StreamDirection,
     req: StreamRequest,
     default_buffer: Duration,
-) -> Result<
-    (
-        cpal::StreamConfig,
-        cpal::SampleFormat,
-        cpal::SupportedBufferSize,
-    ),
-    AudioError,
-> {
+) -> Result<(cpal::StreamConfig, cpal::SampleFormat), AudioError> {
     let (default, ranges) = match direction {
         StreamDirection::Input => (
             device.default_input_config(),
@@ -309,7 +302,7 @@ fn choose_config(
         }
         cpal::SupportedBufferSize::Unknown => cpal::BufferSize::Fixed(frames),
     };
-    Ok((config, chosen.sample_format(), *chosen.buffer_size()))
+    Ok((config, chosen.sample_format()))
 }
 
 /// Builds a stream with the requested fixed buffer, falling back to the backend's default

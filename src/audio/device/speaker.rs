@@ -222,7 +222,7 @@ impl Speaker {
         }
         let device = find_device(config.device.as_deref(), StreamDirection::Output)?;
         let info = info(&device);
-        let (stream_config, format, _) = choose_config(
+        let (stream_config, format) = choose_config(
             &device,
             StreamDirection::Output,
             config.request,
@@ -232,7 +232,6 @@ impl Speaker {
         let to_frames = |d: Duration| (u128::from(rate) * d.as_nanos() / 1_000_000_000) as usize;
         let ring_frames = to_frames(config.ring).max(rate as usize / 20);
         let prebuffer = to_frames(config.prebuffer).min(ring_frames / 2);
-        let (producer, consumer) = rtrb::RingBuffer::<f32>::new(ring_frames);
         let shared = Arc::new(OutputShared::default());
         let errors = Arc::new(ErrorFlags::default());
         let tracker = Arc::new(FramePlaybackTracker::new(rate));
@@ -240,11 +239,9 @@ impl Speaker {
         let resampler = StreamResampler::new(config.input_rate, rate)?;
         let resampler_latency = resampler.latency();
 
-        let consumer = std::sync::Mutex::new(Some(consumer));
-        let (stream, stream_config) = build_with_fallback(stream_config, |cfg| {
-            let Some(consumer) = consumer.lock().ok().and_then(|mut c| c.take()) else {
-                return Err(AudioError::InvalidParameter("stream already built".into()));
-            };
+        let ((stream, producer), stream_config) = build_with_fallback(stream_config, |cfg| {
+            // A fresh ring per attempt: a failed build drops its half.
+            let (producer, consumer) = rtrb::RingBuffer::<f32>::new(ring_frames);
             let cb = OutputCallback {
                 consumer,
                 channels: usize::from(cfg.channels.max(1)),
@@ -257,7 +254,9 @@ impl Speaker {
                 tracker: tracker.clone(),
             };
             let err_cb = error_callback(StreamDirection::Output, events_tx.clone(), errors.clone());
-            with_sample_type!(format, T => build_output::<T>(&device, cfg, cb, err_cb))
+            let stream =
+                with_sample_type!(format, T => build_output::<T>(&device, cfg, cb, err_cb))?;
+            Ok((stream, producer))
         })?;
 
         let (tx, rx) = std_mpsc::channel();
