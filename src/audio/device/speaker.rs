@@ -554,7 +554,18 @@ impl Feeder {
 
     fn run(mut self) {
         loop {
-            match self.commands.recv_timeout(Self::POLL) {
+            // Poll while there is work pending (backlog to write, a resampler tail to flush);
+            // otherwise sleep until the next command.
+            let busy =
+                self.backlog_pos < self.backlog.len() || self.stream_in > 0 || self.eos_pending;
+            let received = if busy {
+                self.commands.recv_timeout(Self::POLL)
+            } else {
+                self.commands
+                    .recv()
+                    .map_err(|_| std_mpsc::RecvTimeoutError::Disconnected)
+            };
+            match received {
                 Ok(cmd) => self.handle(cmd),
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
