@@ -106,11 +106,11 @@
 //!    properties always are (`""`, the first enum option, `0`, `false`, `[]` or `{}`).
 //! 2. Otherwise, instructions containing `Always answer: <X>` make it say X (up to the end
 //!    of that line).
-//! 3. After `function_call_output` items: "Here is what I found: <outputs>." (JSON outputs
+//! 3. After `function_call_output` items: "Here is what I found: \<outputs\>." (JSON outputs
 //!    flattened to `key: value` text).
 //! 4. A user message with the word "hello", "hi" or "hey": "Hello! I'm a simulated
 //!    assistant. How can I help you today?"; with "story": a long deterministic story
-//!    (about 40 s of speech); anything else: "You said: <text>."
+//!    (about 40 s of speech); anything else: "You said: \<text\>."
 //! 5. With no items: the greeting; after anything else: "Is there anything else I can help
 //!    you with?"
 
@@ -137,6 +137,7 @@ use crate::Error;
 #[derive(Debug)]
 pub(crate) struct Shared {
     speed: f64,
+    record: bool,
     api_key: Option<String>,
     events: Mutex<Vec<Value>>,
     connections: AtomicUsize,
@@ -144,6 +145,9 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn record(&self, event: Value) {
+        if !self.record {
+            return;
+        }
         self.events
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -203,7 +207,8 @@ impl Simulator {
     }
 
     /// Every client event received so far (parsed JSON, including invalid or unknown
-    /// events), over all connections, in order of arrival.
+    /// events), over all connections, in order of arrival. Empty when recording was turned
+    /// off with [`SimulatorBuilder::record_client_events`].
     pub fn client_events(&self) -> Vec<Value> {
         self.shared
             .events
@@ -255,6 +260,7 @@ pub struct SimulatorBuilder {
     addr: SocketAddr,
     speed: f64,
     api_key: Option<String>,
+    record: bool,
 }
 
 impl Default for SimulatorBuilder {
@@ -263,6 +269,7 @@ impl Default for SimulatorBuilder {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             speed: 1.0,
             api_key: None,
+            record: true,
         }
     }
 }
@@ -294,6 +301,13 @@ impl SimulatorBuilder {
         self
     }
 
+    /// Whether to keep every client event for [`Simulator::client_events`] (default `true`).
+    /// Turn it off for long-running servers: audio appends add up to about 65 kB a second.
+    pub fn record_client_events(mut self, record: bool) -> Self {
+        self.record = record;
+        self
+    }
+
     /// Binds the address and starts serving.
     ///
     /// Fails with [`Error::Connect`] if the address cannot be bound.
@@ -308,6 +322,7 @@ impl SimulatorBuilder {
         let addr = listener.local_addr().map_err(bind_error)?;
         let shared = Arc::new(Shared {
             speed: self.speed,
+            record: self.record,
             api_key: self.api_key,
             events: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
