@@ -316,7 +316,10 @@ pub(crate) fn synthesize(text: &str, voice: &str, sample_rate: u32) -> Utterance
                 if phase >= 1.0 {
                     phase -= 1.0;
                 }
-                let voiced = period[(phase * PERIOD_TABLE as f64) as usize % PERIOD_TABLE];
+                let position = phase * PERIOD_TABLE as f64;
+                let (index, frac) = (position as usize % PERIOD_TABLE, position.fract());
+                let voiced =
+                    period[index] * (1.0 - frac) + period[(index + 1) % PERIOD_TABLE] * frac;
                 // Envelope: a short consonant-like onset then a voiced nucleus.
                 let attack = (t / 0.12).min(1.0);
                 let release = ((1.0 - t) / 0.2).min(1.0);
