@@ -76,7 +76,9 @@
 //!   (`output_modalities: ["text"]`) stream one word per `response.output_text.delta`.
 //!   Only one response may be active: another `response.create` fails with
 //!   `conversation_already_has_active_response`. `response.cancel` ends the message as
-//!   `incomplete` and the response as `cancelled` (`client_cancelled`).
+//!   `incomplete` and the response as `cancelled` (`client_cancelled`). A numeric
+//!   `max_output_tokens` (a text token per 4 characters, an audio token per 50 ms) cuts the
+//!   message: status `incomplete`, reason `max_output_tokens`.
 //! * **Truncation**: only assistant audio items (`unsupported_content_type`, "Only model output
 //!   audio messages can be truncated"), and not past the audio produced ("Audio content of
 //!   Xms is already shorter than Yms"); the stored transcript keeps the words whose audio
@@ -110,7 +112,8 @@
 //!    flattened to `key: value` text).
 //! 4. A user message with the word "hello", "hi" or "hey": "Hello! I'm a simulated
 //!    assistant. How can I help you today?"; with "story": a long deterministic story
-//!    (about 40 s of speech); anything else: "You said: \<text\>."
+//!    (about 40 s of speech); anything else: "You said: \<text\>." (an empty message:
+//!    "I see. How can I help you?")
 //! 5. With no items: the greeting; after anything else: "Is there anything else I can help
 //!    you with?"
 
