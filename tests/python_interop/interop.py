@@ -204,6 +204,85 @@ async def converse(url: str) -> None:
         raise Failure("\n  ".join(problems))
 
 
+def encode_text(text: str) -> bytes:
+    """The simulator's test speech (`realtime_agents::simulator::speech::encode_text`), as
+    PCM16 24 kHz little-endian bytes: one 30 ms tone per character, framed by start and end
+    symbols; the simulator transcribes it back to `text`."""
+    symbols = [95] + [ord(c) - 32 if " " <= c <= "~" else ord("?") - 32 for c in text] + [96]
+    out = bytearray()
+    for symbol in symbols:
+        step = 2 * math.pi * (15 + symbol) * (1000 / 30) / 24000
+        for n in range(720):
+            out += int(round(10000 * math.cos(step * n))).to_bytes(2, "little", signed=True)
+    return bytes(out)
+
+
+async def speak(session: Any, text: str) -> None:
+    """Streams test speech then 700 ms of silence in 20 ms chunks, like a microphone."""
+    audio = encode_text(text) + bytes(2 * 24 * 700)
+    for i in range(0, len(audio), 960):
+        await session.send_audio(audio[i:i + 960])
+
+
+async def voice_session(url: str) -> None:
+    """Voice turns through server VAD: the SDK's default semantic VAD and transcription."""
+    agent = RealtimeAgent(name="Voice", instructions="You are a helpful assistant.", tools=[get_weather])
+    session = await RealtimeRunner(agent).run(model_config={"url": url, "api_key": "sk-sim-test"})
+    obs = Observer()
+    text = "What's the weather in Paris?"
+    async with session:
+        async def pump() -> None:
+            async for event in session:
+                obs.on_event(event)
+
+        pump_task = asyncio.create_task(pump())
+        try:
+            await obs.wait_for(
+                "session.updated", lambda: any(r.get("type") == "session.updated" for r in obs.raw)
+            )
+            await speak(session, text)
+            await obs.wait_for(
+                "the spoken answer to the voice question",
+                lambda: bool(obs.of_type("tool_end"))
+                and any("Sunny" in t for t in assistant_transcripts(obs.history)),
+            )
+            # Speaking again while the answer may still be "playing" on the SDK's wall clock:
+            # the SDK interrupts and truncates the assistant item, then re-reads it.
+            await speak(session, "Hello again")
+            await obs.wait_for(
+                "the answer to the second utterance",
+                lambda: sum(1 for r in obs.raw if r.get("type") == "response.done") >= 3,
+            )
+            await asyncio.sleep(0.3)  # let a truncate/retrieve round trip land
+        finally:
+            pump_task.cancel()
+            try:
+                await pump_task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    raw_counts = Counter(r.get("type") for r in obs.raw)
+    print("voice session server events:", dict(raw_counts))
+    problems: list[str] = []
+    if obs.errors:
+        problems.append(f"error events: {obs.errors}")
+    if obs.conformance:
+        problems.append("server events failing the openai types: " + "; ".join(obs.conformance[:5]))
+    transcripts = [r["transcript"] for r in obs.raw
+                   if r.get("type") == "conversation.item.input_audio_transcription.completed"]
+    if transcripts[:1] != [text]:
+        problems.append(f"user transcription {transcripts} != [{text!r}, ...]")
+    starts = [e for e in obs.of_type("tool_start") if e.tool.name == "get_weather"]
+    if not starts or "Paris" not in starts[0].arguments:
+        problems.append("the voice question did not call get_weather(Paris)")
+    if raw_counts["input_audio_buffer.speech_started"] < 2:
+        problems.append("server VAD did not detect both utterances")
+    truncated = raw_counts["conversation.item.truncated"]
+    print(f"voice: transcripts {transcripts}; truncations after barge-in: {truncated}")
+    if problems:
+        raise Failure("\n  ".join(problems))
+
+
 def check_event(data: dict[str, Any]) -> str | None:
     """A problem with one server event, if any."""
     try:
@@ -303,6 +382,7 @@ async def main() -> int:
     started = time.monotonic()
     try:
         await asyncio.wait_for(converse(sys.argv[1]), TIMEOUT_S)
+        await asyncio.wait_for(voice_session(sys.argv[1]), TIMEOUT_S)
         await asyncio.wait_for(conformance(sys.argv[1]), TIMEOUT_S)
     except Failure as e:
         print(f"INTEROP FAILED:\n  {e}")
