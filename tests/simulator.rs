@@ -686,21 +686,20 @@ async fn api_key_is_required_when_configured() {
         }
     }
     assert_eq!(sim.connections(), 0);
-    let (_, response) =
-        tokio_tungstenite::connect_async(request(Some(("authorization", "Bearer sk-good")), None))
-            .await
-            .unwrap();
-    assert_eq!(response.status(), 101);
-    tokio_tungstenite::connect_async(request(Some(("api-key", "sk-good")), None))
-        .await
-        .unwrap();
-    let (_, response) = tokio_tungstenite::connect_async(request(
-        None,
-        Some("realtime, openai-insecure-api-key.sk-good"),
-    ))
-    .await
-    .unwrap();
-    assert_eq!(response.headers()["sec-websocket-protocol"], "realtime");
+    let good = [
+        request(Some(("authorization", "Bearer sk-good")), None),
+        request(Some(("api-key", "sk-good")), None),
+        request(None, Some("realtime, openai-insecure-api-key.sk-good")),
+    ];
+    for (i, good) in good.into_iter().enumerate() {
+        let (mut ws, response) = tokio_tungstenite::connect_async(good).await.unwrap();
+        assert_eq!(response.status(), 101);
+        if i == 2 {
+            assert_eq!(response.headers()["sec-websocket-protocol"], "realtime");
+        }
+        let first = ws.next().await.unwrap().unwrap();
+        assert!(first.to_text().unwrap().contains("session.created"));
+    }
     assert_eq!(sim.connections(), 3);
 }
 
