@@ -189,7 +189,9 @@ fn reply_to(text: &str) -> String {
         STORY.to_string()
     } else {
         let text = text.trim();
-        if text.ends_with(['.', '!', '?']) {
+        if text.is_empty() {
+            "I see. How can I help you?".to_string()
+        } else if text.ends_with(['.', '!', '?']) {
             format!("You said: {text}")
         } else {
             format!("You said: {text}.")

@@ -52,6 +52,7 @@ fn unauthorized(message: &str) -> ErrorResponse {
 
 /// Checks the upgrade request: credentials when a key is required, the `realtime`
 /// subprotocol, and the model in the query.
+#[allow(clippy::result_large_err)] // the error type is tungstenite's handshake callback's
 fn check_request(
     request: &Request,
     mut response: Response,
@@ -118,6 +119,7 @@ async fn wait_for(due: Option<Due>) {
 }
 
 /// Serves one connection until the client leaves or the simulator shuts down.
+#[allow(clippy::result_large_err)] // the handshake callback's error type is tungstenite's
 pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, cancel: CancellationToken) {
     let _ = stream.set_nodelay(true);
     let mut handshake = Handshake::default();

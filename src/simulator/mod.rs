@@ -76,7 +76,9 @@
 //!   (`output_modalities: ["text"]`) stream one word per `response.output_text.delta`.
 //!   Only one response may be active: another `response.create` fails with
 //!   `conversation_already_has_active_response`. `response.cancel` ends the message as
-//!   `incomplete` and the response as `cancelled` (`client_cancelled`).
+//!   `incomplete` and the response as `cancelled` (`client_cancelled`). A numeric
+//!   `max_output_tokens` (a text token per 4 characters, an audio token per 50 ms) cuts the
+//!   message: status `incomplete`, reason `max_output_tokens`.
 //! * **Truncation**: only assistant audio items (`unsupported_content_type`, "Only model output
 //!   audio messages can be truncated"), and not past the audio produced ("Audio content of
 //!   Xms is already shorter than Yms"); the stored transcript keeps the words whose audio
@@ -106,11 +108,12 @@
 //!    properties always are (`""`, the first enum option, `0`, `false`, `[]` or `{}`).
 //! 2. Otherwise, instructions containing `Always answer: <X>` make it say X (up to the end
 //!    of that line).
-//! 3. After `function_call_output` items: "Here is what I found: <outputs>." (JSON outputs
+//! 3. After `function_call_output` items: "Here is what I found: \<outputs\>." (JSON outputs
 //!    flattened to `key: value` text).
 //! 4. A user message with the word "hello", "hi" or "hey": "Hello! I'm a simulated
 //!    assistant. How can I help you today?"; with "story": a long deterministic story
-//!    (about 40 s of speech); anything else: "You said: <text>."
+//!    (about 40 s of speech); anything else: "You said: \<text\>." (an empty message:
+//!    "I see. How can I help you?")
 //! 5. With no items: the greeting; after anything else: "Is there anything else I can help
 //!    you with?"
 
@@ -137,6 +140,7 @@ use crate::Error;
 #[derive(Debug)]
 pub(crate) struct Shared {
     speed: f64,
+    record: bool,
     api_key: Option<String>,
     events: Mutex<Vec<Value>>,
     connections: AtomicUsize,
@@ -144,6 +148,9 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn record(&self, event: Value) {
+        if !self.record {
+            return;
+        }
         self.events
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -203,7 +210,8 @@ impl Simulator {
     }
 
     /// Every client event received so far (parsed JSON, including invalid or unknown
-    /// events), over all connections, in order of arrival.
+    /// events), over all connections, in order of arrival. Empty when recording was turned
+    /// off with [`SimulatorBuilder::record_client_events`].
     pub fn client_events(&self) -> Vec<Value> {
         self.shared
             .events
@@ -255,6 +263,7 @@ pub struct SimulatorBuilder {
     addr: SocketAddr,
     speed: f64,
     api_key: Option<String>,
+    record: bool,
 }
 
 impl Default for SimulatorBuilder {
@@ -263,6 +272,7 @@ impl Default for SimulatorBuilder {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             speed: 1.0,
             api_key: None,
+            record: true,
         }
     }
 }
@@ -294,6 +304,13 @@ impl SimulatorBuilder {
         self
     }
 
+    /// Whether to keep every client event for [`Simulator::client_events`] (default `true`).
+    /// Turn it off for long-running servers: audio appends add up to about 65 kB a second.
+    pub fn record_client_events(mut self, record: bool) -> Self {
+        self.record = record;
+        self
+    }
+
     /// Binds the address and starts serving.
     ///
     /// Fails with [`Error::Connect`] if the address cannot be bound.
@@ -308,6 +325,7 @@ impl SimulatorBuilder {
         let addr = listener.local_addr().map_err(bind_error)?;
         let shared = Arc::new(Shared {
             speed: self.speed,
+            record: self.record,
             api_key: self.api_key,
             events: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),

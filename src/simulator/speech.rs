@@ -192,6 +192,8 @@ pub(crate) struct Utterance {
 /// Characters spoken per second (spaces included).
 const CHARS_PER_SECOND: f64 = 14.0;
 const SINE_TABLE_BITS: u32 = 11;
+/// Samples in one period of a syllable's voiced waveform.
+const PERIOD_TABLE: usize = 256;
 
 struct Sine(Vec<f32>);
 
@@ -278,8 +280,7 @@ pub(crate) fn synthesize(text: &str, voice: &str, sample_rate: u32) -> Utterance
         for (si, &vowel) in nuclei.iter().enumerate() {
             let (f1, f2) = formants(vowel);
             let jitter = 1.0 + 0.06 * noise();
-            for i in 0..syllable_len {
-                let t = i as f64 / syllable_len as f64;
+            let f0_at = |t: f64| {
                 // Intonation: declines over the utterance, rises on a question's last word.
                 let progress = (chars_done as f64
                     + (si as f64 + t) * letters.len() as f64 / nuclei.len() as f64)
@@ -288,28 +289,47 @@ pub(crate) fn synthesize(text: &str, voice: &str, sample_rate: u32) -> Utterance
                 if question {
                     f0 *= 1.0 + 0.25 * ((si as f64 + t) / nuclei.len() as f64);
                 }
-                phase += f0 / rate;
-                let mut voiced = 0.0;
-                let mut h = 1usize;
-                while h <= 12 && f0 * h as f64 <= 3400.0 {
-                    let fh = f0 * h as f64;
-                    let weight = (1.0
-                        + 2.5 * (-((fh - f1) / 160.0).powi(2)).exp()
-                        + 1.6 * (-((fh - f2) / 220.0).powi(2)).exp())
-                        / h as f64;
-                    voiced += weight * sine.at(phase * h as f64);
-                    h += 1;
+                f0
+            };
+            // One period of the voiced waveform, from the vowel's formants: harmonics
+            // weighted once per syllable, then read as a wavetable.
+            let mid_f0 = f0_at(0.5);
+            let mut period = vec![0.0f64; PERIOD_TABLE];
+            for h in (1..=12usize).take_while(|&h| mid_f0 * h as f64 <= 3400.0) {
+                let fh = mid_f0 * h as f64;
+                let weight = (1.0
+                    + 2.5 * (-((fh - f1) / 160.0).powi(2)).exp()
+                    + 1.6 * (-((fh - f2) / 220.0).powi(2)).exp())
+                    / h as f64;
+                for (j, v) in period.iter_mut().enumerate() {
+                    *v += weight * sine.at((h * j) as f64 / PERIOD_TABLE as f64);
                 }
+            }
+            let mut step = 0.0;
+            for i in 0..syllable_len {
+                let t = i as f64 / syllable_len as f64;
+                if i % 120 == 0 {
+                    // The pitch glides in 5 ms steps.
+                    step = f0_at(t) / rate;
+                }
+                phase += step;
+                if phase >= 1.0 {
+                    phase -= 1.0;
+                }
+                let position = phase * PERIOD_TABLE as f64;
+                let (index, frac) = (position as usize % PERIOD_TABLE, position.fract());
+                let voiced =
+                    period[index] * (1.0 - frac) + period[(index + 1) % PERIOD_TABLE] * frac;
                 // Envelope: a short consonant-like onset then a voiced nucleus.
                 let attack = (t / 0.12).min(1.0);
                 let release = ((1.0 - t) / 0.2).min(1.0);
-                let env = (PI / 2.0 * attack).sin() * (PI / 2.0 * release).sin();
+                let env = sine.at(attack / 4.0) * sine.at(release / 4.0);
                 let consonant = if t < 0.18 {
-                    (1.0 - t / 0.18) * 0.35
+                    (1.0 - t / 0.18) * 0.35 * noise()
                 } else {
                     0.0
                 };
-                let sample = 2600.0 * env * voiced + 2400.0 * consonant * noise();
+                let sample = 2600.0 * env * voiced + 2400.0 * consonant;
                 samples.push(sample.clamp(-32_000.0, 32_000.0) as i16);
             }
         }

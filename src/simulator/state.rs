@@ -321,6 +321,8 @@ struct Response {
     calls: Vec<CallPlan>,
     input_text_tokens: u64,
     input_audio_tokens: u64,
+    /// `max_output_tokens` cut the message short.
+    limited: bool,
 }
 
 /// One connection's simulated session.
@@ -1161,6 +1163,8 @@ impl ConnectionState {
             .cloned()
             .unwrap_or_else(|| session["max_output_tokens"].clone());
         let metadata = param("metadata").cloned().unwrap_or(Value::Null);
+        let token_limit = max_output_tokens.as_u64();
+        let mut limited = false;
 
         let turns = turns.unwrap_or_else(|| self.items.iter().map(Self::turn_of).collect());
         let plan = brain::plan(&turns, &instructions, &tools, &tool_choice, parallel);
@@ -1228,25 +1232,52 @@ impl ConnectionState {
                     .map(|(i, (at, w))| (at, if i == 0 { w } else { format!(" {w}") }))
                     .collect();
                 steps.push_back((0.0, Step::MessageStart));
+                // Output tokens: a text token per 4 characters, an audio token per 50 ms.
+                let over = |chars: usize, audio_ms: f64| {
+                    token_limit.is_some_and(|limit| {
+                        (chars as u64).div_ceil(4) + (audio_ms / 50.0).ceil() as u64 > limit
+                    })
+                };
+                let mut chars = 0;
                 if audio {
                     let chunks = audio_bytes.len().div_ceil(chunk_bytes);
                     let mut next_word = 0;
+                    let mut sent = 0;
                     for k in 0..chunks {
                         let t = k as f64 * DELTA_MS;
-                        while next_word < words.len() && words[next_word].0 < t + DELTA_MS {
-                            steps.push_back((t, Step::Word(next_word)));
-                            next_word += 1;
+                        let mut word_chars = 0;
+                        let mut last_word = next_word;
+                        while last_word < words.len() && words[last_word].0 < t + DELTA_MS {
+                            word_chars += words[last_word].1.chars().count();
+                            last_word += 1;
                         }
+                        if over(chars + word_chars, t + DELTA_MS) {
+                            limited = true;
+                            break;
+                        }
+                        chars += word_chars;
+                        for w in next_word..last_word {
+                            steps.push_back((t, Step::Word(w)));
+                        }
+                        next_word = last_word;
                         steps.push_back((t, Step::Audio(k)));
+                        sent = k + 1;
                     }
-                    let end = chunks.saturating_sub(1) as f64 * DELTA_MS;
-                    for w in next_word..words.len() {
-                        steps.push_back((end, Step::Word(w)));
+                    let end = sent.saturating_sub(1) as f64 * DELTA_MS;
+                    if !limited {
+                        for w in next_word..words.len() {
+                            steps.push_back((end, Step::Word(w)));
+                        }
                     }
                     steps.push_back((end, Step::MessageEnd));
                     steps.push_back((end, Step::Done));
                 } else {
-                    for w in 0..words.len() {
+                    for (w, (_, word)) in words.iter().enumerate() {
+                        chars += word.chars().count();
+                        if over(chars, 0.0) {
+                            limited = true;
+                            break;
+                        }
                         steps.push_back((0.0, Step::Word(w)));
                     }
                     steps.push_back((0.0, Step::MessageEnd));
@@ -1294,6 +1325,7 @@ impl ConnectionState {
             calls,
             input_text_tokens,
             input_audio_tokens,
+            limited,
         };
         out.push(json!({"type": "response.created", "response": Self::response_json(&response, "in_progress", Value::Null, None)}));
         self.response = Some(response);
@@ -1409,9 +1441,8 @@ impl ConnectionState {
                 }
             }
             Step::MessageEnd => {
-                if r.message.is_some() {
-                    self.finish_message(&mut r, "completed", out);
-                }
+                let status = if r.limited { "incomplete" } else { "completed" };
+                self.finish_message(&mut r, status, out);
             }
             Step::Call(i) => {
                 let output_index = r.output.len();
@@ -1448,7 +1479,12 @@ impl ConnectionState {
                 r.output.push(item);
             }
             Step::Done => {
-                self.finish_response(r, "completed", Value::Null, out);
+                if r.limited {
+                    let details = json!({"type": "incomplete", "reason": "max_output_tokens"});
+                    self.finish_response(r, "incomplete", details, out);
+                } else {
+                    self.finish_response(r, "completed", Value::Null, out);
+                }
                 return;
             }
         }
@@ -1663,6 +1699,38 @@ mod tests {
             kept.starts_with("Hello!") && kept.len() < transcript.len(),
             "{kept}"
         );
+    }
+
+    #[test]
+    fn max_output_tokens_cuts_the_message() {
+        let (mut state, _) = ConnectionState::new("gpt-realtime", 0.0);
+        let mut out = Vec::new();
+        for (modalities, limit) in [(json!(["text"]), 8), (json!(["audio"]), 30)] {
+            state.on_client_event(
+                &json!({"type": "response.create", "response": {"output_modalities": modalities,
+                    "max_output_tokens": limit, "conversation": "none"}}),
+                &mut out,
+            );
+            run_to_end(&mut state, &mut out);
+            let done = &out
+                .iter()
+                .rev()
+                .find(|e| e["type"] == "response.done")
+                .unwrap()["response"];
+            assert_eq!(done["status"], "incomplete");
+            assert_eq!(done["status_details"]["reason"], "max_output_tokens");
+            assert_eq!(done["output"][0]["status"], "incomplete");
+            assert!(done["usage"]["output_tokens"].as_u64().unwrap() <= limit);
+            let part = &done["output"][0]["content"][0];
+            let said = part["text"]
+                .as_str()
+                .or(part["transcript"].as_str())
+                .unwrap();
+            assert!(
+                said.starts_with("Hello!") && said.len() < brain::GREETING.len(),
+                "{said}"
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,97 @@
+//! Runs the Realtime API simulator until Ctrl-C.
+//!
+//! ```text
+//! cargo run --example sim_server -- --addr 127.0.0.1:8765 [--speed 1.0] [--api-key KEY]
+//! ```
+//!
+//! Prints `listening on ws://ADDR/v1/realtime` once it accepts connections. Point any
+//! OpenAI Realtime client (this crate, the Python or JS Agents SDK) at that URL.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use realtime_agents::simulator::Simulator;
+
+const USAGE: &str = "usage: sim_server [--addr 127.0.0.1:8765] [--speed 1.0] [--api-key KEY]\n\
+     --addr     address to listen on (default 127.0.0.1:8765; port 0 picks a free port)\n\
+     --speed    audio pacing: 1.0 real time, 4.0 four times faster, 0 unpaced\n\
+     --api-key  refuse connections (HTTP 401) that do not present this key";
+
+struct Args {
+    addr: SocketAddr,
+    speed: f64,
+    api_key: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        addr: SocketAddr::from(([127, 0, 0, 1], 8765)),
+        speed: 1.0,
+        api_key: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => (arg.clone(), None),
+        };
+        if name == "-h" || name == "--help" {
+            return Err(String::new());
+        }
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match name.as_str() {
+            "--addr" => {
+                let v = value()?;
+                args.addr = v.parse().map_err(|e| format!("bad --addr {v:?}: {e}"))?;
+            }
+            "--speed" => {
+                let v = value()?;
+                args.speed = v.parse().map_err(|e| format!("bad --speed {v:?}: {e}"))?;
+            }
+            "--api-key" => args.api_key = Some(value()?),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            if message.is_empty() {
+                println!("{USAGE}");
+                return;
+            }
+            eprintln!("error: {message}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let mut builder = Simulator::builder()
+        .addr(args.addr)
+        .speed(args.speed)
+        .record_client_events(false);
+    if let Some(key) = args.api_key {
+        builder = builder.require_api_key(key);
+    }
+    let sim = match builder.start().await {
+        Ok(sim) => sim,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("listening on {}", sim.url());
+    let _ = std::io::stdout().flush();
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        eprintln!("error: cannot wait for Ctrl-C: {e}");
+    }
+    eprintln!("shutting down after {} connection(s)", sim.connections());
+    sim.shutdown().await;
+}
