@@ -58,15 +58,18 @@ async fn turn(
             return Err("the session ended unexpectedly".into());
         };
         match event {
-            E::AgentStart { agent } => {
-                print!("  {agent}: ");
-                at_line_start = false;
-            }
+            E::AgentStart { agent } => speaker = Some(agent),
             E::TranscriptDelta {
                 role: Role::Assistant,
                 delta,
                 ..
-            } => print!("{delta}"),
+            } => {
+                if let Some(agent) = speaker.take() {
+                    print!("  {agent}: ");
+                    at_line_start = false;
+                }
+                print!("{delta}");
+            }
             E::UserTranscript { transcript, .. } => println!("  (you said: {transcript})"),
             E::Audio { data, .. } => {
                 out.audio.extend_from_slice(&data);
@@ -82,7 +85,7 @@ async fn turn(
             }
             E::ToolStart {
                 tool, arguments, ..
-            } => println!("\n  -> calling {tool}({arguments})"),
+            } => println!("  -> calling {tool}({arguments})"),
             E::ToolEnd { tool, output, .. } => {
                 println!("  <- {tool} returned {output:?}");
                 out.tools += 1;
