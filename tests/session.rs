@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use realtime_agents::audio::AudioFormat;
-use realtime_agents::items::{RealtimeItem, Role};
+use realtime_agents::items::RealtimeItem;
 use realtime_agents::model::SessionSettings;
 use realtime_agents::{
     Error, FunctionTool, Handoff, PlaybackTracker, RealtimeAgent, RealtimeRunConfig,
@@ -17,7 +17,7 @@ use realtime_agents::{
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
-use support::{Responder, ScriptedServer, ev, until};
+use support::{Responder, ScriptedServer, assistant_text, ev, until};
 
 /// A tracker whose playback position the test sets (`u64::MAX` = unknown).
 #[derive(Default)]
@@ -179,18 +179,7 @@ async fn text_turn_streams_transcript_audio_usage_and_history() {
         ]
     );
 
-    let text: String = events
-        .iter()
-        .filter_map(|e| match e {
-            E::TranscriptDelta {
-                role: Role::Assistant,
-                delta,
-                ..
-            } => Some(delta.as_str()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(text, "Hi there!");
+    assert_eq!(assistant_text(&events), "Hi there!");
     let audio: usize = events
         .iter()
         .map(|e| {

@@ -15,7 +15,7 @@ use realtime_agents::{
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
-use support::until;
+use support::{assistant_text, until};
 
 #[derive(Deserialize, JsonSchema)]
 struct City {
@@ -48,20 +48,6 @@ async fn speak(session: &RealtimeSession, samples: &[i16]) {
     for chunk in pcm(samples).chunks(960) {
         session.send_audio(chunk.to_vec(), false).await.unwrap();
     }
-}
-
-fn assistant_text(events: &[E]) -> String {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            E::TranscriptDelta {
-                role: Role::Assistant,
-                delta,
-                ..
-            } => Some(delta.as_str()),
-            _ => None,
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -119,7 +119,6 @@
 
 mod brain;
 mod connection;
-mod g711;
 mod session_config;
 pub mod speech;
 mod state;

@@ -14,23 +14,10 @@ use tokio::time::Instant;
 
 use super::brain::{self, Plan, Turn};
 use super::session_config::{self, Rejection};
-use super::{g711, speech};
+use super::speech;
 use crate::audio::AudioFormat;
-
-/// Client event types of the GA protocol.
-const CLIENT_TYPES: &[&str] = &[
-    "session.update",
-    "input_audio_buffer.append",
-    "input_audio_buffer.commit",
-    "input_audio_buffer.clear",
-    "conversation.item.create",
-    "conversation.item.retrieve",
-    "conversation.item.truncate",
-    "conversation.item.delete",
-    "response.create",
-    "response.cancel",
-    "output_audio_buffer.clear",
-];
+use crate::audio::g711;
+use crate::protocol::ClientEvent;
 
 /// Milliseconds of audio per output delta.
 const DELTA_MS: f64 = 20.0;
@@ -196,10 +183,10 @@ impl InputAudio {
             }
             AudioFormat::G711Ulaw => self
                 .samples
-                .extend(bytes.iter().map(|&b| g711::ulaw_decode(b))),
+                .extend(bytes.iter().map(|&b| g711::ulaw_decode_sample(b))),
             AudioFormat::G711Alaw => self
                 .samples
-                .extend(bytes.iter().map(|&b| g711::alaw_decode(b))),
+                .extend(bytes.iter().map(|&b| g711::alaw_decode_sample(b))),
         }
     }
 
@@ -377,8 +364,14 @@ fn invalid(param: &str, message: impl Into<String>) -> Rejection {
 fn encode_audio(samples: &[i16], format: AudioFormat) -> Vec<u8> {
     match format {
         AudioFormat::Pcm16 { .. } => samples.iter().flat_map(|s| s.to_le_bytes()).collect(),
-        AudioFormat::G711Ulaw => samples.iter().map(|&s| g711::ulaw_encode(s)).collect(),
-        AudioFormat::G711Alaw => samples.iter().map(|&s| g711::alaw_encode(s)).collect(),
+        AudioFormat::G711Ulaw => samples
+            .iter()
+            .map(|&s| g711::ulaw_encode_sample(s))
+            .collect(),
+        AudioFormat::G711Alaw => samples
+            .iter()
+            .map(|&s| g711::alaw_encode_sample(s))
+            .collect(),
     }
 }
 
@@ -513,7 +506,7 @@ impl ConnectionState {
                 "type",
                 format!(
                     "Invalid value: '{other}'. Supported values are: {}.",
-                    CLIENT_TYPES
+                    ClientEvent::TYPES
                         .iter()
                         .map(|t| format!("'{t}'"))
                         .collect::<Vec<_>>()

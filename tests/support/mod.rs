@@ -316,3 +316,18 @@ pub async fn until(
         Err(_) => panic!("timed out; events: {seen:#?}"),
     }
 }
+
+/// Everything the assistant said (transcript deltas), joined.
+pub fn assistant_text(events: &[RealtimeSessionEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            RealtimeSessionEvent::TranscriptDelta {
+                role: realtime_agents::items::Role::Assistant,
+                delta,
+                ..
+            } => Some(delta.as_str()),
+            _ => None,
+        })
+        .collect()
+}
