@@ -966,3 +966,29 @@ async fn dropping_the_session_ends_its_task_and_closes_the_socket() {
     .expect("the session task ends when the session is dropped");
     assert!(handle.send_message("hello?").await.is_err());
 }
+
+#[tokio::test]
+async fn wss_connect_uses_a_chosen_crypto_provider_and_fails_cleanly() {
+    // A TCP server that is not TLS: the handshake fails, and the client must report it
+    // (no "no process-level CryptoProvider" panic).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("wss://{}/v1/realtime", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            drop(stream);
+        }
+    });
+    let model = realtime_agents::model::OpenAIRealtimeWebSocketModel::builder()
+        .url(url)
+        .api_key("sk-x")
+        .build();
+    let err = RealtimeRunner::new(RealtimeAgent::new("A"))
+        .model(model)
+        .run(())
+        .await
+        .expect_err("no TLS server");
+    assert!(
+        matches!(err, Error::Connect { status: None, .. }),
+        "{err:?}"
+    );
+}
