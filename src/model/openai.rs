@@ -615,10 +615,7 @@ impl OpenAIConnection {
             Ok(event) => self.on_server_event(event),
             Err(e) => {
                 tracing::warn!(error = %e, "undecodable server event");
-                self.pending
-                    .push_back(ModelEvent::Error(Error::Protocol(format!(
-                        "could not decode server event: {e}"
-                    ))));
+                self.pending.push_back(ModelEvent::Error(Error::from(e)));
             }
         }
     }
@@ -669,13 +666,7 @@ impl OpenAIConnection {
                     return;
                 }
                 self.pending
-                    .push_back(ModelEvent::Error(Error::Server(ServerError {
-                        kind: error.kind,
-                        code: error.code,
-                        message: error.message,
-                        param: error.param,
-                        event_id: error.event_id,
-                    })));
+                    .push_back(ModelEvent::Error(Error::Server(error.into())));
             }
             S::ResponseCreated(protocol::ResponseCreatedEvent { response, .. }) => {
                 self.sequencer.awaiting = None;

@@ -597,8 +597,10 @@ impl Driver {
             arguments: arguments.clone(),
             agent_name: agent.name().to_owned(),
         };
+        let mut is_tool = false;
         let (work, handoff): (BoxFuture<'static, Result<String, String>>, _) =
             if let Some(tool) = agent.tools().iter().find(|t| t.name() == name) {
+                is_tool = true;
                 (tool.invoke(ctx), None)
             } else if let Some(h) = agent
                 .handoffs()
@@ -616,7 +618,7 @@ impl Driver {
                 let message = format!("tool `{name}` does not exist");
                 (async move { Err(message) }.boxed(), None)
             };
-        if handoff.is_none() && agent.tools().iter().any(|t| t.name() == name) {
+        if is_tool {
             self.emit(RealtimeSessionEvent::ToolStart {
                 agent: agent.name().to_owned(),
                 tool: name.clone(),
@@ -723,9 +725,13 @@ impl Driver {
         }
     }
 
+    /// The agent that started the current response (the current agent between responses).
+    fn response_agent(&self) -> &RealtimeAgent {
+        self.response_agent.as_deref().unwrap_or(&self.agent)
+    }
+
     fn guardrail_set(&self) -> Vec<OutputGuardrail> {
-        let agent = self.response_agent.as_ref().unwrap_or(&self.agent);
-        let mut all: Vec<OutputGuardrail> = agent.output_guardrails().to_vec();
+        let mut all: Vec<OutputGuardrail> = self.response_agent().output_guardrails().to_vec();
         for g in &self.shared.config.output_guardrails {
             if !all.iter().any(|a| a.name() == g.name()) {
                 all.push(g.clone());
@@ -735,7 +741,7 @@ impl Driver {
     }
 
     fn guard_text(&mut self, response_id: &str, delta: &str) {
-        if self.agent.output_guardrails().is_empty()
+        if self.response_agent().output_guardrails().is_empty()
             && self.shared.config.output_guardrails.is_empty()
         {
             return;

@@ -331,3 +331,10 @@ pub fn assistant_text(events: &[RealtimeSessionEvent]) -> String {
         })
         .collect()
 }
+
+/// Collects the remaining events until the stream ends; panics after 5 s.
+pub async fn until_end(session: &mut RealtimeSession) -> Vec<RealtimeSessionEvent> {
+    tokio::time::timeout(Duration::from_secs(5), session.by_ref().collect::<Vec<_>>())
+        .await
+        .expect("the stream ends")
+}
