@@ -103,7 +103,16 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
-    /// An operation did not finish in time.
+    /// An output guardrail failed to run (it panicked or was cancelled). The response was
+    /// not checked by it.
+    #[error("guardrail `{name}` failed: {message}")]
+    Guardrail {
+        /// Guardrail name.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// An operation did not finish in time (a tool, or the session's `max_duration`).
     #[error("timed out: {0}")]
     Timeout(String),
     /// The session was cancelled from outside.

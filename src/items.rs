@@ -174,7 +174,39 @@ impl RealtimeItem {
         }
     }
 
-    fn set_previous_item_id(&mut self, previous: Option<String>) {
+    /// A completed text message without an id (the session assigns one when it creates it),
+    /// e.g. to seed or edit a conversation.
+    ///
+    /// ```
+    /// use realtime_agents::items::{RealtimeItem, Role};
+    /// let item = RealtimeItem::text(Role::User, "Hello");
+    /// assert_eq!(item.as_message().unwrap().text(), "Hello");
+    /// assert_eq!(item.item_id(), "");
+    /// ```
+    pub fn text(role: Role, text: impl Into<String>) -> Self {
+        let text = text.into();
+        let content = match role {
+            Role::Assistant => MessageContent::Text { text },
+            Role::User | Role::System => MessageContent::InputText { text },
+        };
+        Self::Message(MessageItem {
+            item_id: String::new(),
+            previous_item_id: None,
+            role,
+            content: vec![content],
+            status: ItemStatus::Completed,
+        })
+    }
+
+    /// Sets the item id (and nothing else).
+    pub(crate) fn set_item_id(&mut self, id: String) {
+        match self {
+            Self::Message(m) => m.item_id = id,
+            Self::ToolCall(t) => t.item_id = id,
+        }
+    }
+
+    pub(crate) fn set_previous_item_id(&mut self, previous: Option<String>) {
         match self {
             Self::Message(m) => m.previous_item_id = previous,
             Self::ToolCall(t) => t.previous_item_id = previous,

@@ -8,6 +8,7 @@ pub mod audio;
 mod error;
 pub mod guardrail;
 mod handoff;
+pub mod hooks;
 pub mod items;
 pub mod model;
 pub mod protocol;
@@ -20,7 +21,7 @@ pub use agent::RealtimeAgent;
 pub use error::{Error, Result, ServerError};
 pub use guardrail::{GuardrailOutput, GuardrailResult, OutputGuardrail};
 pub use handoff::Handoff;
-pub use runner::{RealtimeRunConfig, RealtimeRunner};
+pub use runner::{RealtimeRunConfig, RealtimeRunner, ReconnectPolicy};
 pub use session::{
     PlaybackTracker, RealtimeSession, RealtimeSessionEvent, RealtimeSessionHandle,
     WallClockPlaybackTracker,

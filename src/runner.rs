@@ -1,14 +1,91 @@
 //! The runner: starts sessions for an agent.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
+use crate::guardrail::GuardrailResult;
+use crate::hooks::RealtimeHooks;
+use crate::items::RealtimeItem;
 use crate::model::{OpenAIRealtimeWebSocketModel, RealtimeModel, SessionSettings};
 use crate::session::{Driver, RealtimeSession, Shared, agent_settings};
 use crate::{
     OutputGuardrail, PlaybackTracker, RealtimeAgent, Result, RunContext, WallClockPlaybackTracker,
 };
+
+type Feedback = Arc<dyn Fn(&[GuardrailResult]) -> String + Send + Sync>;
+type CancelCheck = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
+
+/// When and how often a session reconnects after its connection ends unexpectedly (a dropped
+/// socket, a server close such as the 60-minute session cap).
+///
+/// Between attempts the session waits `initial_backoff`, doubled after each failure up to
+/// `max_backoff`. A new connection gets the session settings again, then the local history is
+/// re-created on it (spoken parts as their transcripts), then everything the application sent
+/// meanwhile is delivered in order. Events: [`Reconnecting`](crate::RealtimeSessionEvent::Reconnecting)
+/// before each attempt, [`Reconnected`](crate::RealtimeSessionEvent::Reconnected) after
+/// success, or a final [`Closed`](crate::RealtimeSessionEvent::Closed) with the last error.
+///
+/// ```
+/// use std::time::Duration;
+/// use realtime_agents::ReconnectPolicy;
+/// let policy = ReconnectPolicy::new()
+///     .max_attempts(5)
+///     .backoff(Duration::from_millis(250), Duration::from_secs(5));
+/// assert_eq!(policy.delay(1), Duration::from_millis(250));
+/// assert_eq!(policy.delay(3), Duration::from_secs(1));
+/// assert_eq!(policy.delay(10), Duration::from_secs(5));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct ReconnectPolicy {
+    pub(crate) max_attempts: u32,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(8),
+        }
+    }
+}
+
+impl ReconnectPolicy {
+    /// Five attempts, backoff from 250 ms doubling up to 8 s.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Attempts per outage before the session gives up (at least one).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The wait before the first attempt, and the cap of the doubling waits.
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max.max(initial);
+        self
+    }
+
+    /// The wait before attempt `attempt` (1-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(16);
+        self.initial_backoff
+            .saturating_mul(1 << doublings)
+            .min(self.max_backoff)
+    }
+}
 
 /// Settings for every session a runner starts.
 ///
@@ -29,6 +106,14 @@ pub struct RealtimeRunConfig {
     pub(crate) raw_events: bool,
     pub(crate) event_capacity: usize,
     pub(crate) tracker: Option<Arc<dyn PlaybackTracker>>,
+    pub(crate) hooks: Option<Arc<dyn RealtimeHooks>>,
+    pub(crate) initial_history: Vec<RealtimeItem>,
+    pub(crate) hold_audio_for_guardrails: bool,
+    pub(crate) guardrail_feedback: Option<Feedback>,
+    pub(crate) reconnect: Option<ReconnectPolicy>,
+    pub(crate) cancel: Option<CancellationToken>,
+    pub(crate) max_duration: Option<Duration>,
+    pub(crate) cancel_check: Option<(Duration, CancelCheck)>,
 }
 
 impl std::fmt::Debug for RealtimeRunConfig {
@@ -40,7 +125,12 @@ impl std::fmt::Debug for RealtimeRunConfig {
             .field("raw_events", &self.raw_events)
             .field("event_capacity", &self.event_capacity)
             .field("custom_tracker", &self.tracker.is_some())
-            .finish()
+            .field("hooks", &self.hooks)
+            .field("initial_history", &self.initial_history.len())
+            .field("hold_audio_for_guardrails", &self.hold_audio_for_guardrails)
+            .field("reconnect", &self.reconnect)
+            .field("max_duration", &self.max_duration)
+            .finish_non_exhaustive()
     }
 }
 
@@ -53,6 +143,14 @@ impl Default for RealtimeRunConfig {
             raw_events: false,
             event_capacity: 256,
             tracker: None,
+            hooks: None,
+            initial_history: Vec::new(),
+            hold_audio_for_guardrails: false,
+            guardrail_feedback: None,
+            reconnect: None,
+            cancel: None,
+            max_duration: None,
+            cancel_check: None,
         }
     }
 }
@@ -77,9 +175,120 @@ impl RealtimeRunConfig {
     }
 
     /// Run output guardrails each time this many characters of transcript arrived (default 100).
-    /// They always run once more at the end of each response.
+    /// They always run once more at the end of each response; `0` runs them only then.
     pub fn guardrail_debounce_chars(mut self, chars: usize) -> Self {
         self.guardrail_debounce_chars = chars;
+        self
+    }
+
+    /// Holds back each response's audio until the transcript received with it has passed the
+    /// output guardrails, so that blocked speech is never played (default off).
+    ///
+    /// Audio received before a guardrail check started is released when the check passes;
+    /// the rest waits for the next check, and the final check at the end of the response
+    /// releases everything. The model's transcript comes ahead of the audio it describes, so
+    /// released audio has been checked. The cost is latency: up to
+    /// [`guardrail_debounce_chars`](Self::guardrail_debounce_chars) of text plus the guardrails'
+    /// run time before the first sound. It only applies to responses of agents that have
+    /// guardrails.
+    pub fn hold_audio_for_guardrails(mut self, hold: bool) -> Self {
+        self.hold_audio_for_guardrails = hold;
+        self
+    }
+
+    /// What the model is told after an output guardrail stopped its answer (it is sent as a
+    /// user message and asks for a new response). The default names the guardrails and their
+    /// `info`, and asks the model not to repeat the answer.
+    ///
+    /// ```
+    /// use realtime_agents::RealtimeRunConfig;
+    /// let config = RealtimeRunConfig::new().guardrail_feedback(|results| {
+    ///     format!("Blocked by {}. Offer to connect the caller with a human.", results[0].name)
+    /// });
+    /// # let _ = config;
+    /// ```
+    pub fn guardrail_feedback<F>(mut self, feedback: F) -> Self
+    where
+        F: Fn(&[GuardrailResult]) -> String + Send + Sync + 'static,
+    {
+        self.guardrail_feedback = Some(Arc::new(feedback));
+        self
+    }
+
+    /// Lifecycle hooks for every session (see [`crate::hooks`]).
+    pub fn hooks(mut self, hooks: impl RealtimeHooks) -> Self {
+        self.hooks = Some(Arc::new(hooks));
+        self
+    }
+
+    /// A saved conversation to start from: the items are re-created on the server, in order,
+    /// before anything else is sent, and appear in the history as
+    /// [`HistoryAdded`](crate::RealtimeSessionEvent::HistoryAdded) events. Spoken parts are
+    /// re-created from their transcripts; items without an id get one.
+    ///
+    /// ```
+    /// use realtime_agents::{RealtimeRunConfig, items::{RealtimeItem, Role}};
+    /// let config = RealtimeRunConfig::new().history(vec![
+    ///     RealtimeItem::text(Role::User, "My order number is 4711."),
+    ///     RealtimeItem::text(Role::Assistant, "Thanks, I found order 4711."),
+    /// ]);
+    /// # let _ = config;
+    /// ```
+    pub fn history(mut self, items: Vec<RealtimeItem>) -> Self {
+        self.initial_history = items;
+        self
+    }
+
+    /// Reconnects after an unexpected end of the connection (default: no reconnect, the
+    /// session ends with [`Closed`](crate::RealtimeSessionEvent::Closed) and the error).
+    pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
+        self.reconnect = Some(policy);
+        self
+    }
+
+    /// Ends every session when `token` is cancelled, with
+    /// [`Error::Cancelled`](crate::Error::Cancelled) in the final `Closed` event. Sessions get
+    /// child tokens, so cancelling one session's handle never cancels `token`.
+    ///
+    /// ```
+    /// use realtime_agents::RealtimeRunConfig;
+    /// use tokio_util::sync::CancellationToken;
+    /// let shutdown = CancellationToken::new();
+    /// let config = RealtimeRunConfig::new().cancellation_token(shutdown.clone());
+    /// // later, e.g. on SIGTERM: shutdown.cancel();
+    /// # let _ = config;
+    /// ```
+    pub fn cancellation_token(mut self, token: CancellationToken) -> Self {
+        self.cancel = Some(token);
+        self
+    }
+
+    /// Ends every session after this long, with [`Error::Timeout`](crate::Error::Timeout) in
+    /// the final `Closed` event.
+    pub fn max_duration(mut self, limit: Duration) -> Self {
+        self.max_duration = Some(limit);
+        self
+    }
+
+    /// Polls `is_cancelled` every `interval` (for apps that keep cancellation state elsewhere,
+    /// e.g. in a database); when it returns `true` the session ends as if its
+    /// [cancellation token](Self::cancellation_token) was cancelled.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use realtime_agents::RealtimeRunConfig;
+    /// let config = RealtimeRunConfig::new().cancel_check(Duration::from_secs(1), || async {
+    ///     false // e.g. look the call up in the database
+    /// });
+    /// # let _ = config;
+    /// ```
+    pub fn cancel_check<F, Fut>(mut self, interval: Duration, is_cancelled: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = bool> + Send + 'static,
+    {
+        let check: CancelCheck = Arc::new(move || is_cancelled().boxed());
+        self.cancel_check = Some((interval.max(Duration::from_millis(1)), check));
         self
     }
 
@@ -157,13 +366,33 @@ impl RealtimeRunner {
             .tracker
             .clone()
             .unwrap_or_else(|| Arc::new(WallClockPlaybackTracker::default()));
+        let cancelled = match &self.config.cancel {
+            Some(token) => token.child_token(),
+            None => CancellationToken::new(),
+        };
         let shared = Shared {
             config: self.config.clone(),
             context: RunContext::new(context),
             tracker,
+            model: self.model.clone(),
+            cancelled: cancelled.clone(),
         };
         let settings = agent_settings(&shared, &self.agent, false).await?;
         let conn = self.model.connect(settings).await?;
+        if let Some((interval, check)) = self.config.cancel_check.clone() {
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = cancelled.cancelled() => break,
+                        _ = tokio::time::sleep(interval) => {}
+                    }
+                    if check().await {
+                        cancelled.cancel();
+                        break;
+                    }
+                }
+            });
+        }
         let (command_tx, command_rx) = mpsc::channel(256);
         let (event_tx, event_rx) = mpsc::channel(self.config.event_capacity);
         let driver = Driver::new(conn, command_rx, event_tx, shared, self.agent.clone());

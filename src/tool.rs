@@ -13,6 +13,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::RealtimeAgent;
+use crate::items::RealtimeItem;
 use crate::model::ToolSpec;
 
 /// The application state handed to [`RealtimeRunner::run`](crate::RealtimeRunner::run),
@@ -60,6 +62,20 @@ pub struct ToolContext {
     pub arguments: String,
     /// The agent that owns the tool.
     pub agent_name: String,
+    /// The conversation as it was when the model made the call.
+    pub history: Arc<[RealtimeItem]>,
+}
+
+/// A condition on the run context and the agent offering a tool or handoff.
+pub(crate) type EnabledIf = Arc<dyn Fn(&RunContext, &RealtimeAgent) -> bool + Send + Sync>;
+
+type ApprovalIf = Arc<dyn Fn(&ToolContext, &Value) -> bool + Send + Sync>;
+
+#[derive(Clone)]
+enum Approval {
+    Never,
+    Always,
+    When(ApprovalIf),
 }
 
 type Handler =
@@ -97,6 +113,9 @@ pub struct FunctionTool {
     parameters: Value,
     timeout: Option<Duration>,
     handler: Handler,
+    approval: Approval,
+    enabled: Option<EnabledIf>,
+    background: bool,
 }
 
 impl fmt::Debug for FunctionTool {
@@ -104,6 +123,7 @@ impl fmt::Debug for FunctionTool {
         f.debug_struct("FunctionTool")
             .field("name", &self.name)
             .field("timeout", &self.timeout)
+            .field("background", &self.background)
             .finish_non_exhaustive()
     }
 }
@@ -178,6 +198,9 @@ impl FunctionTool {
             parameters: strict_schema(schemars::schema_for!(A).to_value()),
             timeout: None,
             handler,
+            approval: Approval::Never,
+            enabled: None,
+            background: false,
         }
     }
 
@@ -219,6 +242,9 @@ impl FunctionTool {
             parameters: strict_schema(parameters),
             timeout: None,
             handler,
+            approval: Approval::Never,
+            enabled: None,
+            background: false,
         }
     }
 
@@ -234,6 +260,103 @@ impl FunctionTool {
         &self.name
     }
 
+    /// Requires (or not) the application's approval before every call: the session emits
+    /// [`ToolApprovalRequired`](crate::RealtimeSessionEvent::ToolApprovalRequired) and waits
+    /// for [`approve_tool_call`](crate::RealtimeSessionHandle::approve_tool_call) or
+    /// [`reject_tool_call`](crate::RealtimeSessionHandle::reject_tool_call).
+    ///
+    /// ```
+    /// use realtime_agents::FunctionTool;
+    /// let tool = FunctionTool::from_json_schema("refund", "Refund the order.", serde_json::json!({}),
+    ///     |_| async { Ok::<_, String>("refunded") })
+    ///     .needs_approval(true);
+    /// ```
+    #[must_use]
+    pub fn needs_approval(mut self, required: bool) -> Self {
+        self.approval = if required {
+            Approval::Always
+        } else {
+            Approval::Never
+        };
+        self
+    }
+
+    /// Requires approval when `check` says so, given the call and its parsed arguments.
+    /// Arguments that are not valid JSON always require approval (fail closed).
+    ///
+    /// ```
+    /// use realtime_agents::FunctionTool;
+    /// let tool = FunctionTool::from_json_schema("refund", "Refund an amount.", serde_json::json!({}),
+    ///     |_| async { Ok::<_, String>("refunded") })
+    ///     .needs_approval_if(|_call, args| args["amount"].as_f64().unwrap_or(f64::MAX) > 50.0);
+    /// ```
+    #[must_use]
+    pub fn needs_approval_if<F>(mut self, check: F) -> Self
+    where
+        F: Fn(&ToolContext, &Value) -> bool + Send + Sync + 'static,
+    {
+        self.approval = Approval::When(Arc::new(check));
+        self
+    }
+
+    /// Offers the tool only while `check` holds. It is evaluated when the agent's settings are
+    /// sent (session start, handoff, `update_agent`) and again when the model calls the tool;
+    /// a call to a disabled tool gets an error output and the tool does not run.
+    ///
+    /// ```
+    /// use realtime_agents::{FunctionTool, RunContext};
+    /// struct Caller { verified: bool }
+    /// let tool = FunctionTool::from_json_schema("balance", "Account balance.", serde_json::json!({}),
+    ///     |_| async { Ok::<_, String>("42 EUR") })
+    ///     .enabled_if(|ctx: &RunContext, _agent| ctx.get::<Caller>().is_some_and(|c| c.verified));
+    /// ```
+    #[must_use]
+    pub fn enabled_if<F>(mut self, check: F) -> Self
+    where
+        F: Fn(&RunContext, &RealtimeAgent) -> bool + Send + Sync + 'static,
+    {
+        self.enabled = Some(Arc::new(check));
+        self
+    }
+
+    /// Makes the tool's output a background result: it is added to the conversation without
+    /// asking the model for a new response (the model sees it on its next turn).
+    ///
+    /// ```
+    /// use realtime_agents::FunctionTool;
+    /// let tool = FunctionTool::from_json_schema("log_note", "Save a note.", serde_json::json!({}),
+    ///     |_| async { Ok::<_, String>("saved") })
+    ///     .background();
+    /// assert!(tool.is_background());
+    /// ```
+    #[must_use]
+    pub fn background(mut self) -> Self {
+        self.background = true;
+        self
+    }
+
+    /// Whether the tool's outputs are background results.
+    pub fn is_background(&self) -> bool {
+        self.background
+    }
+
+    /// Whether the tool is offered to `agent`'s model in this run.
+    pub fn is_enabled(&self, ctx: &RunContext, agent: &RealtimeAgent) -> bool {
+        self.enabled.as_ref().is_none_or(|check| check(ctx, agent))
+    }
+
+    /// Whether this call needs the application's approval (fails closed on invalid JSON).
+    pub(crate) fn requires_approval(&self, call: &ToolContext) -> bool {
+        match &self.approval {
+            Approval::Never => false,
+            Approval::Always => true,
+            Approval::When(check) => match parse_arguments(&call.arguments) {
+                Ok(args) => check(call, &args),
+                Err(_) => true,
+            },
+        }
+    }
+
     /// How the model sees the tool.
     pub fn spec(&self) -> ToolSpec {
         ToolSpec {
@@ -245,12 +368,7 @@ impl FunctionTool {
 
     /// Runs the tool on raw JSON arguments: `Ok(output)` or `Err(message)` for the model.
     pub(crate) fn invoke(&self, ctx: ToolContext) -> BoxFuture<'static, Result<String, String>> {
-        let args = if ctx.arguments.trim().is_empty() {
-            Ok(Value::Object(Default::default()))
-        } else {
-            serde_json::from_str::<Value>(&ctx.arguments)
-        };
-        let args = match args {
+        let args = match parse_arguments(&ctx.arguments) {
             Ok(args) => args,
             Err(e) => {
                 let message = format!("arguments for `{}` are not valid JSON: {e}", self.name);
@@ -267,6 +385,15 @@ impl FunctionTool {
             }
             .boxed(),
         }
+    }
+}
+
+/// The call's arguments as JSON (empty arguments are an empty object).
+fn parse_arguments(arguments: &str) -> serde_json::Result<Value> {
+    if arguments.trim().is_empty() {
+        Ok(Value::Object(Default::default()))
+    } else {
+        serde_json::from_str(arguments)
     }
 }
 
@@ -378,6 +505,7 @@ mod tests {
             tool_name: "n".into(),
             arguments: args.into(),
             agent_name: "a".into(),
+            history: Arc::from(Vec::new()),
         };
         let tool = FunctionTool::new(
             "n",

@@ -176,6 +176,20 @@ pub enum ModelCommand {
     },
     /// Apply new session settings (agent switch, handoff).
     UpdateSession(Box<SessionSettings>),
+    /// Add an item to the server-side conversation, keeping its id (seeding a session, replaying
+    /// history after a reconnect, editing history). A tool call with an output is created as
+    /// the call followed by its output. Never asks for a response.
+    CreateItem {
+        /// The item to create.
+        item: Box<RealtimeItem>,
+        /// The item it follows (`None`: at the end of the conversation).
+        previous_item_id: Option<String>,
+    },
+    /// Remove an item from the server-side conversation.
+    DeleteItem {
+        /// The item to remove.
+        item_id: String,
+    },
     /// Send a provider-specific event as is (a JSON object for OpenAI).
     Raw(serde_json::Value),
 }

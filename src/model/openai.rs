@@ -597,6 +597,26 @@ impl OpenAIConnection {
                 }
             }
             ModelCommand::UpdateSession(settings) => self.send_session_update(&settings, false),
+            ModelCommand::CreateItem {
+                item,
+                mut previous_item_id,
+            } => {
+                for item in wire_items(*item) {
+                    let id = item.id().map(str::to_owned);
+                    self.push(&ClientEvent::ConversationItemCreate {
+                        event_id: None,
+                        previous_item_id: previous_item_id.take(),
+                        item,
+                    });
+                    previous_item_id = id;
+                }
+            }
+            ModelCommand::DeleteItem { item_id } => {
+                self.push(&ClientEvent::ConversationItemDelete {
+                    event_id: None,
+                    item_id,
+                })
+            }
             ModelCommand::Raw(value) => {
                 if value.get("type").and_then(Value::as_str) == Some("response.create") {
                     self.request_response(Some(value));
@@ -1079,6 +1099,66 @@ fn realtime_item(item: Item, previous_item_id: Option<String>) -> Option<Realtim
             status: status(c.status),
         })),
         _ => None,
+    }
+}
+
+/// Translates a history item back into the wire items that re-create it. Audio is not kept in
+/// history, so spoken parts are re-created from their transcripts (as text); parts with nothing
+/// to say are left out.
+fn wire_items(item: RealtimeItem) -> Vec<Item> {
+    match item {
+        RealtimeItem::Message(m) => {
+            let assistant = m.role == Role::Assistant;
+            let content: Vec<ContentPart> = m
+                .content
+                .into_iter()
+                .filter_map(|part| match part {
+                    MessageContent::InputImage { image_url, detail } => {
+                        Some(ContentPart::InputImage {
+                            image_url: Some(image_url),
+                            detail,
+                        })
+                    }
+                    other => {
+                        let text = other.text().filter(|t| !t.is_empty())?.to_owned();
+                        Some(if assistant {
+                            ContentPart::OutputText { text }
+                        } else {
+                            ContentPart::InputText { text }
+                        })
+                    }
+                })
+                .collect();
+            if content.is_empty() {
+                return Vec::new();
+            }
+            let role = match m.role {
+                Role::User => protocol::Role::User,
+                Role::Assistant => protocol::Role::Assistant,
+                Role::System => protocol::Role::System,
+            };
+            vec![Item::Message(protocol::MessageItem {
+                id: Some(m.item_id).filter(|id| !id.is_empty()),
+                object: None,
+                status: None,
+                role,
+                content,
+            })]
+        }
+        RealtimeItem::ToolCall(t) => {
+            let mut items = vec![Item::FunctionCall(protocol::FunctionCallItem {
+                id: Some(t.item_id).filter(|id| !id.is_empty()),
+                object: None,
+                status: None,
+                call_id: t.call_id.clone(),
+                name: t.name,
+                arguments: t.arguments,
+            })];
+            if let Some(output) = t.output {
+                items.push(Item::function_call_output(t.call_id, output));
+            }
+            items
+        }
     }
 }
 

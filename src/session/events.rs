@@ -51,8 +51,22 @@ pub enum RealtimeSessionEvent {
         arguments: String,
         /// The output the model received.
         output: String,
-        /// Whether the output reports a failure (error, panic, timeout, unknown tool).
+        /// Whether the output reports a failure (error, panic, timeout, unknown tool) or a
+        /// rejection (by the application or a hook).
         is_error: bool,
+    },
+    /// A tool call waits for the application's decision: answer with
+    /// [`approve_tool_call`](crate::RealtimeSessionHandle::approve_tool_call) or
+    /// [`reject_tool_call`](crate::RealtimeSessionHandle::reject_tool_call).
+    ToolApprovalRequired {
+        /// The agent that owns the tool.
+        agent: String,
+        /// Tool name.
+        tool: String,
+        /// Call id to answer.
+        call_id: String,
+        /// JSON arguments.
+        arguments: String,
     },
     /// A chunk of assistant audio to play, in the session's output format.
     Audio {
@@ -161,6 +175,22 @@ pub enum RealtimeSessionEvent {
     /// A server event exactly as received (only with
     /// [`RealtimeRunConfig::raw_events`](crate::RealtimeRunConfig::raw_events)).
     Raw(RawServerEvent),
+    /// The connection ended unexpectedly and the session is about to reconnect (see
+    /// [`ReconnectPolicy`](crate::ReconnectPolicy)). Playback was stopped; what the
+    /// application sends meanwhile is delivered after reconnecting.
+    Reconnecting {
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// Why the connection ended (or why the previous attempt failed).
+        error: Error,
+    },
+    /// A new connection is up; the history was re-created on it.
+    Reconnected {
+        /// The attempt that succeeded.
+        attempt: u32,
+        /// How many history items were re-created.
+        replayed_items: usize,
+    },
     /// The session ended; no events follow. `error` says why, if it was not closed on request.
     Closed {
         /// Why it ended.

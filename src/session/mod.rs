@@ -7,6 +7,7 @@ mod playback;
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use futures::Stream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use driver::HistoryEdit;
 pub(crate) use driver::{Command, Driver, Shared, agent_settings};
 pub use events::RealtimeSessionEvent;
 pub use playback::{PlaybackTracker, WallClockPlaybackTracker};
@@ -39,6 +41,7 @@ use crate::{Error, RealtimeAgent, Result};
 pub struct RealtimeSessionHandle {
     commands: mpsc::Sender<Command>,
     cancel: CancellationToken,
+    muted: Arc<AtomicBool>,
 }
 
 impl RealtimeSessionHandle {
@@ -59,14 +62,119 @@ impl RealtimeSessionHandle {
         .await
     }
 
-    /// Appends user audio in the session's input format (PCM16 24 kHz mono by default).
-    /// `commit` ends the user's turn (for sessions without voice activity detection).
-    pub async fn send_audio(&self, audio: impl Into<Bytes>, commit: bool) -> Result<()> {
-        self.send(Command::Model(ModelCommand::Audio {
-            audio: audio.into(),
-            commit,
+    /// Adds a user message to the conversation without asking for a response (the model sees
+    /// it on its next turn), e.g. an image the user is looking at.
+    ///
+    /// ```no_run
+    /// # async fn demo(handle: realtime_agents::RealtimeSessionHandle) -> realtime_agents::Result<()> {
+    /// use realtime_agents::model::UserMessage;
+    /// handle.add_message(UserMessage::text("This is my screen:").with_image("data:image/png;base64,iVBORw0KGgo=")).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn add_message(&self, message: impl Into<UserMessage>) -> Result<()> {
+        self.send(Command::Model(ModelCommand::UserMessage {
+            message: message.into(),
+            respond: false,
         }))
         .await
+    }
+
+    /// Mutes or unmutes the user: while muted, [`send_audio`](Self::send_audio) drops the audio
+    /// instead of sending it (the model hears silence; nothing is buffered).
+    pub fn mute(&self, muted: bool) {
+        self.muted.store(muted, Ordering::Relaxed);
+    }
+
+    /// Whether the user is muted.
+    pub fn is_muted(&self) -> bool {
+        self.muted.load(Ordering::Relaxed)
+    }
+
+    /// Runs the tool call `call_id` that awaits approval
+    /// ([`ToolApprovalRequired`](RealtimeSessionEvent::ToolApprovalRequired)). `always`
+    /// approves every later call of the same tool in this session.
+    ///
+    /// Fails with [`Error::Config`] when no such call awaits approval.
+    pub async fn approve_tool_call(&self, call_id: impl Into<String>, always: bool) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Approve {
+            call_id: call_id.into(),
+            always,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| Error::SessionClosed)?
+    }
+
+    /// Rejects the tool call `call_id` that awaits approval: the model gets `message` (default
+    /// "Tool execution was not approved.") as the call's output and answers. `always` rejects
+    /// every later call of the same tool in this session, with the same message.
+    ///
+    /// Fails with [`Error::Config`] when no such call awaits approval.
+    pub async fn reject_tool_call(
+        &self,
+        call_id: impl Into<String>,
+        always: bool,
+        message: Option<String>,
+    ) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Reject {
+            call_id: call_id.into(),
+            always,
+            message,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| Error::SessionClosed)?
+    }
+
+    /// Edits the conversation: `edit` gets the current items and returns the wanted ones.
+    /// Items that are gone are deleted on the server; changed, moved and new items are
+    /// (re-)created in their place (spoken parts as their transcripts; items without an id get
+    /// one). History events report each change.
+    ///
+    /// ```no_run
+    /// # async fn demo(handle: realtime_agents::RealtimeSessionHandle) -> realtime_agents::Result<()> {
+    /// use realtime_agents::items::{RealtimeItem, Role};
+    /// // Forget everything but the last four items, and add a note at the start.
+    /// handle.update_history(|items| {
+    ///     let mut kept = vec![RealtimeItem::text(Role::System, "The caller is verified.")];
+    ///     kept.extend(items.iter().rev().take(4).rev().cloned());
+    ///     kept
+    /// }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn update_history<F>(&self, edit: F) -> Result<()>
+    where
+        F: FnOnce(&[RealtimeItem]) -> Vec<RealtimeItem> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::UpdateHistory(HistoryEdit(Box::new(edit)), reply))
+            .await?;
+        rx.await.map_err(|_| Error::SessionClosed)?
+    }
+
+    /// The agent currently in charge (after handoffs and `update_agent`).
+    pub async fn current_agent(&self) -> Result<Arc<RealtimeAgent>> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::CurrentAgent(tx)).await?;
+        rx.await.map_err(|_| Error::SessionClosed)
+    }
+
+    /// Appends user audio in the session's input format (PCM16 24 kHz mono by default).
+    /// `commit` ends the user's turn (for sessions without voice activity detection).
+    /// While [muted](Self::mute), the audio is dropped (a commit is still sent).
+    pub async fn send_audio(&self, audio: impl Into<Bytes>, commit: bool) -> Result<()> {
+        let audio = if self.is_muted() {
+            if !commit {
+                return Ok(());
+            }
+            Bytes::new()
+        } else {
+            audio.into()
+        };
+        self.send(Command::Model(ModelCommand::Audio { audio, commit }))
+            .await
     }
 
     /// Asks for a response now (e.g. after committing audio with voice activity detection off).
@@ -155,7 +263,11 @@ impl RealtimeSession {
         let cancel = driver.cancel_token();
         tokio::spawn(driver.run());
         Self {
-            handle: RealtimeSessionHandle { commands, cancel },
+            handle: RealtimeSessionHandle {
+                commands,
+                cancel,
+                muted: Arc::new(AtomicBool::new(false)),
+            },
             events,
             history: History::default(),
         }

@@ -1,13 +1,22 @@
 //! The session task: owns the connection, the history, running tools and guardrails.
+//!
+//! `mod.rs` has the task's loop, the model events and the connection's life (close,
+//! cancellation, reconnect); `tools.rs` runs function calls, approvals and handoffs;
+//! `guardrails.rs` checks the transcript and holds audio back; `history.rs` seeds, edits and
+//! replays the conversation.
 
-use std::collections::{HashMap, HashSet};
+mod guardrails;
+mod history;
+mod tools;
+
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use futures::{FutureExt as _, StreamExt as _};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
@@ -15,17 +24,30 @@ use tracing::Instrument as _;
 
 use super::{PlaybackTracker, RealtimeSessionEvent};
 use crate::audio::AudioFormat;
-use crate::guardrail::GuardrailResult;
+use crate::hooks::HookDecision;
 use crate::items::{History, ItemStatus, MessageItem, RealtimeItem, Role, Upsert};
 use crate::model::{
-    AudioCut, ModelCommand, ModelEvent, RealtimeConnection, SessionSettings, Usage, UserMessage,
+    AudioCut, ModelCommand, ModelEvent, RealtimeConnection, RealtimeModel, SessionSettings, Usage,
 };
 use crate::runner::RealtimeRunConfig;
-use crate::tool::ToolContext;
-use crate::{Error, OutputGuardrail, RealtimeAgent, RunContext};
+use crate::{Error, RealtimeAgent, Result, RunContext};
+
+use guardrails::{GuardDone, GuardText, Held};
+use tools::{Batch, PendingApproval, ToolDone};
 
 /// How long `close` waits for the peer to acknowledge the close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+type EditFn = Box<dyn FnOnce(&[RealtimeItem]) -> Vec<RealtimeItem> + Send>;
+
+/// Edits the conversation: gets the current items, returns the wanted ones.
+pub(crate) struct HistoryEdit(pub(crate) EditFn);
+
+impl std::fmt::Debug for HistoryEdit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HistoryEdit")
+    }
+}
 
 /// A request from a handle to the session task.
 #[derive(Debug)]
@@ -34,6 +56,19 @@ pub(crate) enum Command {
     Interrupt,
     UpdateAgent(Arc<RealtimeAgent>),
     History(oneshot::Sender<Vec<RealtimeItem>>),
+    CurrentAgent(oneshot::Sender<Arc<RealtimeAgent>>),
+    Approve {
+        call_id: String,
+        always: bool,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Reject {
+        call_id: String,
+        always: bool,
+        message: Option<String>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    UpdateHistory(HistoryEdit, oneshot::Sender<Result<()>>),
 }
 
 /// What the session task shares with the runner.
@@ -42,24 +77,33 @@ pub(crate) struct Shared {
     pub(crate) config: RealtimeRunConfig,
     pub(crate) context: RunContext,
     pub(crate) tracker: Arc<dyn PlaybackTracker>,
+    pub(crate) model: Arc<dyn RealtimeModel>,
+    /// Cancelled from outside (the run's token, `cancel_check`): ends with `Error::Cancelled`.
+    pub(crate) cancelled: CancellationToken,
 }
 
 /// The session settings for `agent`: the run configuration's settings (voice, formats, turn
-/// detection...) with the agent's instructions and tools on top. Once the model has spoken, the
-/// voice is left out so that the server never sees an attempt to change it.
+/// detection...) with the agent's instructions and enabled tools and handoffs on top. Once the
+/// model has spoken, the voice is left out so that the server never sees an attempt to change it.
 pub(crate) async fn agent_settings(
     shared: &Shared,
     agent: &RealtimeAgent,
     audio_started: bool,
-) -> crate::Result<SessionSettings> {
+) -> Result<SessionSettings> {
+    let ctx = &shared.context;
     let mut settings = shared.config.settings.clone();
-    settings.instructions = Some(agent.resolve_instructions(&shared.context).await);
-    let mut tools: Vec<_> = agent.tools().iter().map(|t| t.spec()).collect();
+    settings.instructions = Some(agent.resolve_instructions(ctx).await);
+    let mut tools: Vec<_> = agent
+        .tools()
+        .iter()
+        .filter(|t| t.is_enabled(ctx, agent))
+        .map(|t| t.spec())
+        .collect();
     tools.extend(
         agent
             .handoffs()
             .iter()
-            .filter(|h| h.is_enabled())
+            .filter(|h| h.is_enabled(ctx, agent))
             .map(|h| h.spec()),
     );
     let mut names = HashSet::new();
@@ -88,46 +132,14 @@ struct Playing {
     bytes: usize,
 }
 
-/// Tool calls of one response: one `response.create` once all are answered.
-#[derive(Debug, Default)]
-struct Batch {
-    running: usize,
-    answered: usize,
-    response_done: bool,
-}
-
-struct ToolDone {
-    call_id: String,
-    tool: String,
-    arguments: String,
-    response_id: String,
-    agent: String,
-    result: Result<String, String>,
-    handoff: Option<Arc<RealtimeAgent>>,
-}
-
-/// Transcript of the current response, as the output guardrails see it.
-#[derive(Debug, Default)]
-struct GuardText {
-    response_id: String,
-    text: String,
-    checked: usize,
-    running: bool,
-}
-
-struct GuardDone {
-    response_id: String,
-    text: String,
-    results: Vec<GuardrailResult>,
-    failures: Vec<String>,
-}
-
 enum Step {
     Command(Command),
     Model(ModelEvent),
     Tool(ToolDone),
     Guard(GuardDone),
     Close,
+    Cancelled,
+    TimedOut,
 }
 
 /// The session task.
@@ -140,13 +152,21 @@ pub(crate) struct Driver {
     agent: Arc<RealtimeAgent>,
     response_agent: Option<Arc<RealtimeAgent>>,
     history: History,
+    /// Items this session created on the server: their echoes are not merged again.
+    own_items: HashSet<String>,
+    next_item_id: u64,
     tools: FuturesUnordered<BoxFuture<'static, ToolDone>>,
     tool_aborts: HashMap<String, AbortHandle>,
     calls_seen: HashSet<String>,
     batches: HashMap<String, Batch>,
+    approvals: HashMap<String, PendingApproval>,
+    always_approved: HashSet<String>,
+    always_rejected: HashMap<String, Option<String>>,
     guardrails: FuturesUnordered<BoxFuture<'static, GuardDone>>,
     guard: GuardText,
     blocked_response: Option<String>,
+    held: VecDeque<Held>,
+    held_seq: u64,
     output_format: AudioFormat,
     server_interrupts: bool,
     active_response: Option<String>,
@@ -175,13 +195,20 @@ impl Driver {
             agent,
             response_agent: None,
             history: History::default(),
+            own_items: HashSet::new(),
+            next_item_id: 0,
             tools: FuturesUnordered::new(),
             tool_aborts: HashMap::new(),
             calls_seen: HashSet::new(),
             batches: HashMap::new(),
+            approvals: HashMap::new(),
+            always_approved: HashSet::new(),
+            always_rejected: HashMap::new(),
             guardrails: FuturesUnordered::new(),
             guard: GuardText::default(),
             blocked_response: None,
+            held: VecDeque::new(),
+            held_seq: 0,
             output_format,
             server_interrupts: true,
             active_response: None,
@@ -204,14 +231,26 @@ impl Driver {
 
     async fn run_inner(mut self) {
         tracing::info!("session started");
+        let deadline = self
+            .shared
+            .config
+            .max_duration
+            .map(|limit| tokio::time::Instant::now() + limit);
+        let seed = self.shared.config.initial_history.clone();
+        if !seed.is_empty() {
+            self.seed_history(seed).await;
+        }
+        let cancelled = self.shared.cancelled.clone();
         while !self.stopped {
             let step = tokio::select! {
                 _ = self.cancel.cancelled() => Step::Close,
+                _ = cancelled.cancelled() => Step::Cancelled,
+                _ = sleep_until(deadline) => Step::TimedOut,
                 _ = self.events.closed() => Step::Close,
                 command = self.commands.recv() => command.map_or(Step::Close, Step::Command),
                 event = poll_fn(|cx| self.conn.poll_event(cx)) => match event {
                     Some(event) => Step::Model(event),
-                    None => Step::Close,
+                    None => Step::Model(ModelEvent::Closed { error: None }),
                 },
                 Some(done) = self.tools.next(), if !self.tools.is_empty() => Step::Tool(done),
                 Some(done) = self.guardrails.next(), if !self.guardrails.is_empty() => Step::Guard(done),
@@ -221,12 +260,20 @@ impl Driver {
                 Step::Model(event) => self.on_model_event(event).await,
                 Step::Tool(done) => self.on_tool_done(done).await,
                 Step::Guard(done) => self.on_guardrails_done(done).await,
-                Step::Close => self.close(None).await,
+                Step::Close => self.close(None, true).await,
+                Step::Cancelled => self.close(Some(Error::Cancelled), true).await,
+                Step::TimedOut => {
+                    let limit = self.shared.config.max_duration.unwrap_or_default();
+                    let error = Error::Timeout(format!("the session reached its {limit:?} limit"));
+                    self.close(Some(error), true).await
+                }
             }
         }
         for abort in self.tool_aborts.values() {
             abort.abort();
         }
+        // Stops the `cancel_check` poller, if any.
+        self.shared.cancelled.cancel();
         tracing::info!("session ended");
     }
 
@@ -237,20 +284,27 @@ impl Driver {
     }
 
     async fn send(&mut self, command: ModelCommand) {
+        if let Some(hooks) = &self.shared.config.hooks {
+            if let HookDecision::Reject(reason) = hooks.before_send(&command) {
+                tracing::debug!(%reason, "command dropped by a hook");
+                return;
+            }
+        }
         if let Err(error) = self.conn.send(command) {
             self.emit(RealtimeSessionEvent::Error { error }).await;
         }
     }
 
-    async fn close(&mut self, error: Option<Error>) {
+    /// Ends the session. `graceful`: close the connection politely (bounded by a grace period).
+    async fn close(&mut self, error: Option<Error>, graceful: bool) {
         for abort in self.tool_aborts.values() {
             abort.abort();
         }
-        if error.is_none() {
+        if graceful {
             let _ = tokio::time::timeout(CLOSE_GRACE, poll_fn(|cx| self.conn.poll_close(cx))).await;
         }
         if let Some(error) = &error {
-            tracing::warn!(%error, "session closed by the connection");
+            tracing::warn!(%error, "session ended with an error");
             self.emit(RealtimeSessionEvent::Error {
                 error: error.clone(),
             })
@@ -265,6 +319,85 @@ impl Driver {
         self.stopped = true;
     }
 
+    /// The connection ended without being asked to: reconnect if the policy allows, else end.
+    async fn on_connection_lost(&mut self, error: Option<Error>) {
+        let Some(policy) = self.shared.config.reconnect else {
+            return self.close(error, false).await;
+        };
+        let mut error = error.unwrap_or_else(|| Error::Closed {
+            code: None,
+            reason: "the server ended the session".to_owned(),
+        });
+        tracing::warn!(%error, "connection lost");
+        self.stop_playback().await;
+        self.end_active_response().await;
+        for attempt in 1..=policy.max_attempts {
+            self.emit(RealtimeSessionEvent::Reconnecting {
+                attempt,
+                error: error.clone(),
+            })
+            .await;
+            let wait = tokio::time::sleep(policy.delay(attempt));
+            tokio::select! {
+                _ = wait => {}
+                _ = self.cancel.cancelled() => return self.close(None, false).await,
+                _ = self.shared.cancelled.cancelled() => return self.close(Some(Error::Cancelled), false).await,
+                _ = self.events.closed() => return self.close(None, false).await,
+            }
+            let settings = match agent_settings(&self.shared, &self.agent, false).await {
+                Ok(settings) => settings,
+                Err(e) => return self.close(Some(e), false).await,
+            };
+            let connect = self.shared.model.connect(settings);
+            let result = tokio::select! {
+                result = connect => result,
+                _ = self.cancel.cancelled() => return self.close(None, false).await,
+                _ = self.shared.cancelled.cancelled() => return self.close(Some(Error::Cancelled), false).await,
+            };
+            match result {
+                Ok(conn) => {
+                    self.conn = conn;
+                    self.audio_started = false;
+                    let replayed_items = self.replay_history().await;
+                    tracing::info!(attempt, replayed_items, "reconnected");
+                    self.emit(RealtimeSessionEvent::Reconnected {
+                        attempt,
+                        replayed_items,
+                    })
+                    .await;
+                    // Tool outputs of the lost response still get their response.
+                    let ids: Vec<String> = self.batches.keys().cloned().collect();
+                    for id in ids {
+                        if let Some(batch) = self.batches.get_mut(&id) {
+                            batch.response_done = true;
+                        }
+                        self.respond_if_batch_complete(&id).await;
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(attempt, error = %e, "reconnect attempt failed");
+                    error = e;
+                }
+            }
+        }
+        self.close(Some(error), false).await
+    }
+
+    /// Marks the response in flight as over (its connection is gone).
+    async fn end_active_response(&mut self) {
+        if self.active_response.take().is_some() {
+            let agent = self
+                .response_agent
+                .take()
+                .unwrap_or_else(|| self.agent.clone());
+            self.agent_end(&agent).await;
+        }
+        self.held.clear();
+        self.guard = GuardText::default();
+        self.turn_span = tracing::Span::none();
+    }
+
     async fn on_command(&mut self, command: Command) {
         match command {
             Command::Model(command) => self.send(command).await,
@@ -275,6 +408,30 @@ impl Driver {
             }
             Command::History(reply) => {
                 let _ = reply.send(self.history.items().to_vec());
+            }
+            Command::CurrentAgent(reply) => {
+                let _ = reply.send(self.agent.clone());
+            }
+            Command::Approve {
+                call_id,
+                always,
+                reply,
+            } => {
+                let result = self.approve(&call_id, always).await;
+                let _ = reply.send(result);
+            }
+            Command::Reject {
+                call_id,
+                always,
+                message,
+                reply,
+            } => {
+                let result = self.reject(&call_id, always, message).await;
+                let _ = reply.send(result);
+            }
+            Command::UpdateHistory(edit, reply) => {
+                self.update_history(edit).await;
+                let _ = reply.send(Ok(()));
             }
         }
     }
@@ -289,8 +446,30 @@ impl Driver {
         }
     }
 
+    async fn agent_start(&mut self, agent: &Arc<RealtimeAgent>) {
+        if let Some(hooks) = &self.shared.config.hooks {
+            hooks.on_agent_start(&self.shared.context, agent);
+        }
+        let agent = agent.name().to_owned();
+        self.emit(RealtimeSessionEvent::AgentStart { agent }).await;
+    }
+
+    async fn agent_end(&mut self, agent: &Arc<RealtimeAgent>) {
+        if let Some(hooks) = &self.shared.config.hooks {
+            hooks.on_agent_end(&self.shared.context, agent);
+        }
+        let agent = agent.name().to_owned();
+        self.emit(RealtimeSessionEvent::AgentEnd { agent }).await;
+    }
+
     async fn on_model_event(&mut self, event: ModelEvent) {
         use RealtimeSessionEvent as E;
+        if let Some(hooks) = &self.shared.config.hooks {
+            if let HookDecision::Reject(reason) = hooks.on_model_event(&event) {
+                tracing::debug!(%reason, "model event ignored by a hook");
+                return;
+            }
+        }
         match event {
             ModelEvent::Raw(raw) => {
                 if self.shared.config.raw_events {
@@ -309,9 +488,9 @@ impl Driver {
                 self.turn_span
                     .in_scope(|| tracing::debug!("response started"));
                 self.active_response = Some(response_id);
-                self.response_agent = Some(self.agent.clone());
-                let agent = self.agent.name().to_owned();
-                self.emit(E::AgentStart { agent }).await;
+                let agent = self.agent.clone();
+                self.response_agent = Some(agent.clone());
+                self.agent_start(&agent).await;
             }
             ModelEvent::ResponseDone {
                 response_id,
@@ -339,10 +518,7 @@ impl Driver {
                     .response_agent
                     .take()
                     .unwrap_or_else(|| self.agent.clone());
-                self.emit(E::AgentEnd {
-                    agent: agent.name().to_owned(),
-                })
-                .await;
+                self.agent_end(&agent).await;
                 self.batches
                     .entry(response_id.clone())
                     .or_default()
@@ -359,43 +535,27 @@ impl Driver {
                 if self.blocked_response.as_deref() == Some(response_id.as_str()) {
                     return;
                 }
-                self.audio_started = true;
-                self.shared.tracker.on_audio_delivered(
-                    &item_id,
-                    content_index,
-                    data.len(),
-                    self.output_format,
-                );
-                match &mut self.playing {
-                    Some(p) if p.item_id == item_id && p.content_index == content_index => {
-                        p.bytes += data.len()
-                    }
-                    slot => {
-                        *slot = Some(Playing {
-                            response_id: response_id.clone(),
-                            item_id: item_id.clone(),
-                            content_index,
-                            bytes: data.len(),
-                        })
-                    }
-                }
-                self.emit(E::Audio {
+                let event = E::Audio {
                     response_id,
                     item_id,
                     content_index,
                     data,
-                })
-                .await;
+                };
+                if let Some(event) = self.hold(event) {
+                    self.deliver_audio(event).await;
+                }
             }
             ModelEvent::AudioDone {
                 item_id,
                 content_index,
             } => {
-                self.emit(E::AudioEnd {
+                let event = E::AudioEnd {
                     item_id,
                     content_index,
-                })
-                .await
+                };
+                if let Some(event) = self.hold(event) {
+                    self.emit(event).await;
+                }
             }
             ModelEvent::TranscriptDelta {
                 response_id,
@@ -453,6 +613,10 @@ impl Driver {
             }
             ModelEvent::Item(item) => {
                 let id = item.item_id().to_owned();
+                if self.own_items.contains(&id) && self.history.get(&id).is_some() {
+                    // The server echoing an item this session created: already in history.
+                    return;
+                }
                 let change = self.history.upsert(item);
                 if let Some(item) = self.history.get(&id).cloned() {
                     let event = match change {
@@ -463,6 +627,7 @@ impl Driver {
                 }
             }
             ModelEvent::ItemDeleted { item_id } => {
+                self.own_items.remove(&item_id);
                 if self.history.remove(&item_id) {
                     self.emit(E::HistoryDeleted { item_id }).await;
                 }
@@ -517,8 +682,42 @@ impl Driver {
                 tracing::warn!(%error, "model error");
                 self.emit(E::Error { error }).await
             }
-            ModelEvent::Closed { error } => self.close(error).await,
+            ModelEvent::Closed { error } => self.on_connection_lost(error).await,
         }
+    }
+
+    /// Hands audio to the application and records it as playing.
+    async fn deliver_audio(&mut self, event: RealtimeSessionEvent) {
+        let RealtimeSessionEvent::Audio {
+            response_id,
+            item_id,
+            content_index,
+            data,
+        } = &event
+        else {
+            return self.emit(event).await;
+        };
+        self.audio_started = true;
+        self.shared.tracker.on_audio_delivered(
+            item_id,
+            *content_index,
+            data.len(),
+            self.output_format,
+        );
+        match &mut self.playing {
+            Some(p) if p.item_id == *item_id && p.content_index == *content_index => {
+                p.bytes += data.len()
+            }
+            slot => {
+                *slot = Some(Playing {
+                    response_id: response_id.clone(),
+                    item_id: item_id.clone(),
+                    content_index: *content_index,
+                    bytes: data.len(),
+                })
+            }
+        }
+        self.emit(event).await;
     }
 
     /// Makes sure a message item exists before text is appended to it, reporting it if new.
@@ -536,8 +735,10 @@ impl Driver {
         }
     }
 
-    /// Stops local playback of the current item and says where to truncate it.
+    /// Stops local playback of the current item and says where to truncate it. Audio held back
+    /// for the guardrails is dropped: nobody heard it.
     async fn stop_playback(&mut self) -> Option<AudioCut> {
+        self.held.clear();
         let playing = self.playing.take()?;
         let received_ms = self.output_format.bytes_to_ms(playing.bytes) as u64;
         let played_ms = self
@@ -576,275 +777,12 @@ impl Driver {
             .await;
         }
     }
+}
 
-    async fn on_function_call(
-        &mut self,
-        call_id: String,
-        name: String,
-        arguments: String,
-        response_id: String,
-    ) {
-        if !self.calls_seen.insert(call_id.clone()) {
-            tracing::debug!(%call_id, "duplicate function call ignored");
-            return;
-        }
-        self.batches.entry(response_id.clone()).or_default().running += 1;
-        let agent = self.agent.clone();
-        let ctx = ToolContext {
-            context: self.shared.context.clone(),
-            call_id: call_id.clone(),
-            tool_name: name.clone(),
-            arguments: arguments.clone(),
-            agent_name: agent.name().to_owned(),
-        };
-        let mut is_tool = false;
-        let (work, handoff): (BoxFuture<'static, Result<String, String>>, _) =
-            if let Some(tool) = agent.tools().iter().find(|t| t.name() == name) {
-                is_tool = true;
-                (tool.invoke(ctx), None)
-            } else if let Some(h) = agent
-                .handoffs()
-                .iter()
-                .find(|h| h.is_enabled() && h.tool_name() == name)
-            {
-                let target = h.agent().clone();
-                let output = serde_json::json!({ "assistant": target.name() }).to_string();
-                let callback = h.invoke(self.shared.context.clone(), arguments.clone());
-                (
-                    async move { callback.await.map(|()| output) }.boxed(),
-                    Some(target),
-                )
-            } else {
-                let message = format!("tool `{name}` does not exist");
-                (async move { Err(message) }.boxed(), None)
-            };
-        if is_tool {
-            self.emit(RealtimeSessionEvent::ToolStart {
-                agent: agent.name().to_owned(),
-                tool: name.clone(),
-                call_id: call_id.clone(),
-                arguments: arguments.clone(),
-            })
-            .await;
-        }
-        let span =
-            tracing::info_span!(parent: &self.turn_span, "tool", tool = %name, call_id = %call_id);
-        let task = tokio::spawn(work.instrument(span));
-        self.tool_aborts
-            .insert(call_id.clone(), task.abort_handle());
-        let agent_name = agent.name().to_owned();
-        self.tools.push(
-            async move {
-                let result = match task.await {
-                    Ok(result) => result,
-                    Err(e) if e.is_panic() => Err("the tool panicked".to_owned()),
-                    Err(_) => Err("the tool was cancelled".to_owned()),
-                };
-                ToolDone {
-                    call_id,
-                    tool: name,
-                    arguments,
-                    response_id,
-                    agent: agent_name,
-                    result,
-                    handoff,
-                }
-            }
-            .boxed(),
-        );
-    }
-
-    async fn on_tool_done(&mut self, done: ToolDone) {
-        self.tool_aborts.remove(&done.call_id);
-        let is_error = done.result.is_err();
-        let output = match &done.result {
-            Ok(output) => output.clone(),
-            Err(message) => format!("Error: {message}"),
-        };
-        if let (Some(target), Ok(_)) = (&done.handoff, &done.result) {
-            let from = self.agent.name().to_owned();
-            self.agent = target.clone();
-            tracing::info!(%from, to = %target.name(), "handoff");
-            self.emit(RealtimeSessionEvent::Handoff {
-                from,
-                to: target.name().to_owned(),
-            })
-            .await;
-            self.send_agent_settings().await;
-        }
-        self.send(ModelCommand::ToolOutput {
-            call_id: done.call_id.clone(),
-            output: output.clone(),
-            respond: false,
-        })
-        .await;
-        if let Some(item) = self
-            .history
-            .set_tool_output(&done.call_id, &output)
-            .cloned()
-        {
-            self.emit(RealtimeSessionEvent::HistoryUpdated { item })
-                .await;
-        }
-        if let Err(message) = &done.result {
-            let error = Error::Tool {
-                name: done.tool.clone(),
-                message: message.clone(),
-            };
-            self.emit(RealtimeSessionEvent::Error { error }).await;
-        }
-        if done.handoff.is_none() {
-            self.emit(RealtimeSessionEvent::ToolEnd {
-                agent: done.agent,
-                tool: done.tool,
-                call_id: done.call_id,
-                arguments: done.arguments,
-                output,
-                is_error,
-            })
-            .await;
-        }
-        let batch = self.batches.entry(done.response_id.clone()).or_default();
-        batch.running = batch.running.saturating_sub(1);
-        batch.answered += 1;
-        self.respond_if_batch_complete(&done.response_id).await;
-    }
-
-    /// One `response.create` per response's calls, once every call is answered.
-    async fn respond_if_batch_complete(&mut self, response_id: &str) {
-        let complete = self
-            .batches
-            .get(response_id)
-            .is_some_and(|b| b.response_done && b.running == 0);
-        if complete {
-            if let Some(batch) = self.batches.remove(response_id) {
-                if batch.answered > 0 {
-                    self.send(ModelCommand::CreateResponse).await;
-                }
-            }
-        }
-    }
-
-    /// The agent that started the current response (the current agent between responses).
-    fn response_agent(&self) -> &RealtimeAgent {
-        self.response_agent.as_deref().unwrap_or(&self.agent)
-    }
-
-    fn guardrail_set(&self) -> Vec<OutputGuardrail> {
-        let mut all: Vec<OutputGuardrail> = self.response_agent().output_guardrails().to_vec();
-        for g in &self.shared.config.output_guardrails {
-            if !all.iter().any(|a| a.name() == g.name()) {
-                all.push(g.clone());
-            }
-        }
-        all
-    }
-
-    fn guard_text(&mut self, response_id: &str, delta: &str) {
-        if self.response_agent().output_guardrails().is_empty()
-            && self.shared.config.output_guardrails.is_empty()
-        {
-            return;
-        }
-        if self.guard.response_id != response_id {
-            self.guard = GuardText {
-                response_id: response_id.to_owned(),
-                ..GuardText::default()
-            };
-        }
-        self.guard.text.push_str(delta);
-        if self.guard.text.len()
-            >= self.guard.checked + self.shared.config.guardrail_debounce_chars.max(1)
-        {
-            self.check_guardrails(false);
-        }
-    }
-
-    /// Runs the guardrails on the response's text so far (`last`: once more at its end).
-    fn check_guardrails(&mut self, last: bool) {
-        let fresh = self.guard.text.len() > self.guard.checked || (last && self.guard.checked == 0);
-        if !fresh
-            || (self.guard.running && !last)
-            || self.blocked_response.as_deref() == Some(&self.guard.response_id)
-        {
-            return;
-        }
-        let guardrails = self.guardrail_set();
-        if guardrails.is_empty() {
-            return;
-        }
-        self.guard.checked = self.guard.text.len();
-        self.guard.running = true;
-        let text = self.guard.text.clone();
-        let response_id = self.guard.response_id.clone();
-        let ctx = self.shared.context.clone();
-        self.guardrails.push(
-            async move {
-                let runs = guardrails.iter().map(|g| {
-                    let task = tokio::spawn(g.run(ctx.clone(), text.clone()));
-                    let name = g.name().to_owned();
-                    async move { (name, task.await) }
-                });
-                let mut results = Vec::new();
-                let mut failures = Vec::new();
-                for (name, outcome) in futures::future::join_all(runs).await {
-                    match outcome {
-                        Ok(output) => results.push(GuardrailResult { name, output }),
-                        Err(e) => failures.push(format!("guardrail `{name}` failed: {e}")),
-                    }
-                }
-                GuardDone {
-                    response_id,
-                    text,
-                    results,
-                    failures,
-                }
-            }
-            .boxed(),
-        );
-    }
-
-    async fn on_guardrails_done(&mut self, done: GuardDone) {
-        if self.guard.response_id == done.response_id {
-            self.guard.running = false;
-        }
-        for failure in done.failures {
-            self.emit(RealtimeSessionEvent::Error {
-                error: Error::Protocol(failure),
-            })
-            .await;
-        }
-        let tripped: Vec<&str> = done
-            .results
-            .iter()
-            .filter(|r| r.output.tripwire_triggered)
-            .map(|r| r.name.as_str())
-            .collect();
-        if tripped.is_empty() || self.blocked_response.as_deref() == Some(done.response_id.as_str())
-        {
-            // Text that arrived while this check ran gets its own check.
-            if self.guard.response_id == done.response_id && self.active_response.is_none() {
-                self.check_guardrails(true);
-            }
-            return;
-        }
-        let feedback = format!(
-            "Your last answer was stopped by the output guardrail(s) {}. Do not repeat it; apologise briefly and continue.",
-            tripped.join(", ")
-        );
-        tracing::info!(response_id = %done.response_id, guardrails = ?tripped, "output guardrail tripped");
-        self.blocked_response = Some(done.response_id.clone());
-        self.emit(RealtimeSessionEvent::GuardrailTripped {
-            response_id: done.response_id,
-            results: done.results,
-            text: done.text,
-        })
-        .await;
-        self.interrupt(true).await;
-        self.send(ModelCommand::UserMessage {
-            message: UserMessage::text(feedback),
-            respond: true,
-        })
-        .await;
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
