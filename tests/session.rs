@@ -12,11 +12,10 @@ use realtime_agents::items::RealtimeItem;
 use realtime_agents::model::SessionSettings;
 use realtime_agents::{
     Error, FunctionTool, Handoff, PlaybackTracker, RealtimeAgent, RealtimeRunConfig,
-    RealtimeRunner, RealtimeSession, RealtimeSessionEvent as E,
+    RealtimeRunner, RealtimeSessionEvent as E,
 };
-use schemars::JsonSchema;
-use serde::Deserialize;
 use serde_json::json;
+use support::script::{City, spoken_response, start, tool_script, weather_tool};
 use support::{Responder, ScriptedServer, assistant_text, ev, until, until_end};
 
 /// A tracker whose playback position the test sets (`u64::MAX` = unknown).
@@ -38,49 +37,6 @@ impl PlaybackTracker for FixedTracker {
         }
     }
     fn on_interrupted(&self) {}
-}
-
-#[derive(Deserialize, JsonSchema)]
-struct City {
-    city: String,
-}
-
-fn weather_tool() -> FunctionTool {
-    FunctionTool::new(
-        "get_weather",
-        "Current weather in a city.",
-        |a: City| async move { Ok::<_, String>(format!("Sunny, 22 degrees in {}", a.city)) },
-    )
-}
-
-fn spoken_response(out: &Responder, resp: &str, item: &str, words: &[&str]) {
-    out.send_all([
-        ev::response_created(resp),
-        ev::assistant_item(item, None, "in_progress"),
-    ]);
-    for w in words {
-        out.send_all([
-            ev::transcript_delta(resp, item, w),
-            ev::audio_delta(resp, item, 20),
-        ]);
-    }
-    out.send_all([
-        ev::audio_done(resp, item),
-        ev::response_done(resp, "completed"),
-    ]);
-}
-
-async fn start(
-    server: &ScriptedServer,
-    agent: RealtimeAgent,
-    config: RealtimeRunConfig,
-) -> RealtimeSession {
-    RealtimeRunner::new(agent)
-        .model(server.model())
-        .config(config)
-        .run(())
-        .await
-        .expect("session starts")
 }
 
 #[tokio::test]
@@ -220,39 +176,6 @@ async fn text_turn_streams_transcript_audio_usage_and_history() {
 }
 
 /// Answers the first `response.create` with a call to `name(args)` and later ones with speech.
-fn tool_script(
-    calls: Vec<(&'static str, &'static str, &'static str)>,
-) -> impl Fn(&serde_json::Value, &Responder) {
-    let creates = AtomicUsize::new(0);
-    move |e, out| {
-        if e["type"] != "response.create" {
-            return;
-        }
-        if creates.fetch_add(1, Ordering::SeqCst) == 0 {
-            out.send(ev::response_created("r1"));
-            for (i, (call_id, name, args)) in calls.iter().enumerate() {
-                out.send(ev::function_call_item(
-                    &format!("fc{i}"),
-                    None,
-                    call_id,
-                    name,
-                    args,
-                ));
-                out.send(ev::function_call(
-                    "r1",
-                    &format!("fc{i}"),
-                    call_id,
-                    name,
-                    args,
-                ));
-            }
-            out.send(ev::response_done("r1", "completed"));
-        } else {
-            spoken_response(out, "r2", "a2", &["Done."]);
-        }
-    }
-}
-
 #[tokio::test]
 async fn tool_round_trip_sends_output_then_one_response_create() {
     let server = ScriptedServer::start(tool_script(vec![(

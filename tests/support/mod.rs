@@ -4,6 +4,8 @@
 //! reaction to a client event (the script) or at any time (`send`).
 #![allow(dead_code)]
 
+pub mod script;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -1,0 +1,102 @@
+//! Scripts and helpers shared by the session tests.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use realtime_agents::{
+    FunctionTool, RealtimeAgent, RealtimeRunConfig, RealtimeRunner, RealtimeSession,
+};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{Responder, ScriptedServer, ev};
+
+/// Arguments of the weather tool.
+#[derive(Deserialize, JsonSchema)]
+pub struct City {
+    pub city: String,
+}
+
+/// Starts a session for `agent` on `server` with a context.
+pub async fn start_with<C: std::any::Any + Send + Sync>(
+    server: &ScriptedServer,
+    agent: RealtimeAgent,
+    config: RealtimeRunConfig,
+    context: C,
+) -> RealtimeSession {
+    RealtimeRunner::new(agent)
+        .model(server.model())
+        .config(config)
+        .run(context)
+        .await
+        .expect("session starts")
+}
+
+/// `get_weather(city)`: always sunny.
+pub fn weather_tool() -> FunctionTool {
+    FunctionTool::new(
+        "get_weather",
+        "Current weather in a city.",
+        |a: City| async move { Ok::<_, String>(format!("Sunny, 22 degrees in {}", a.city)) },
+    )
+}
+
+/// A spoken response: each word is a transcript delta and 20 ms of audio.
+pub fn spoken_response(out: &Responder, resp: &str, item: &str, words: &[&str]) {
+    out.send_all([
+        ev::response_created(resp),
+        ev::assistant_item(item, None, "in_progress"),
+    ]);
+    for w in words {
+        out.send_all([
+            ev::transcript_delta(resp, item, w),
+            ev::audio_delta(resp, item, 20),
+        ]);
+    }
+    out.send_all([
+        ev::audio_done(resp, item),
+        ev::response_done(resp, "completed"),
+    ]);
+}
+
+/// Starts a session for `agent` on `server` (no context).
+pub async fn start(
+    server: &ScriptedServer,
+    agent: RealtimeAgent,
+    config: RealtimeRunConfig,
+) -> RealtimeSession {
+    start_with(server, agent, config, ()).await
+}
+
+/// First `response.create`: a response that makes `calls`; later ones: "Done.".
+pub fn tool_script(
+    calls: Vec<(&'static str, &'static str, &'static str)>,
+) -> impl Fn(&serde_json::Value, &Responder) {
+    let creates = AtomicUsize::new(0);
+    move |e, out| {
+        if e["type"] != "response.create" {
+            return;
+        }
+        if creates.fetch_add(1, Ordering::SeqCst) == 0 {
+            out.send(ev::response_created("r1"));
+            for (i, (call_id, name, args)) in calls.iter().enumerate() {
+                out.send(ev::function_call_item(
+                    &format!("fc{i}"),
+                    None,
+                    call_id,
+                    name,
+                    args,
+                ));
+                out.send(ev::function_call(
+                    "r1",
+                    &format!("fc{i}"),
+                    call_id,
+                    name,
+                    args,
+                ));
+            }
+            out.send(ev::response_done("r1", "completed"));
+        } else {
+            spoken_response(out, "r2", "a2", &["Done."]);
+        }
+    }
+}
