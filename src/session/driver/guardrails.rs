@@ -13,7 +13,8 @@ pub(super) struct GuardText {
     pub(super) response_id: String,
     text: String,
     checked: usize,
-    running: bool,
+    /// Checks of this response in flight.
+    running: usize,
     /// Audio of this response is held until the guardrails pass it.
     holding: bool,
 }
@@ -106,7 +107,7 @@ impl Driver {
     }
 
     /// Delivers held audio received before `mark`.
-    async fn release_held(&mut self, mark: u64) {
+    pub(super) async fn release_held(&mut self, mark: u64) {
         while self.held.front().is_some_and(|h| h.seq < mark) {
             if let Some(held) = self.held.pop_front() {
                 self.deliver_audio(held.event).await;
@@ -127,20 +128,23 @@ impl Driver {
     }
 
     /// Runs the guardrails on the response's text so far (`last`: once more at its end).
-    pub(super) fn check_guardrails(&mut self, last: bool) {
+    /// Returns true when, at the end, all of the response's text has passed: its held audio
+    /// can go.
+    pub(super) fn check_guardrails(&mut self, last: bool) -> bool {
+        let blocked = self.blocked_response.as_deref() == Some(&self.guard.response_id);
         let fresh = self.guard.text.len() > self.guard.checked || (last && self.guard.checked == 0);
-        if !fresh
-            || (self.guard.running && !last)
-            || self.blocked_response.as_deref() == Some(&self.guard.response_id)
-        {
-            return;
+        if blocked || (self.guard.running > 0 && !last) {
+            return false;
+        }
+        if !fresh {
+            return last && self.guard.running == 0;
         }
         let guardrails = self.guardrail_set();
         if guardrails.is_empty() {
-            return;
+            return last;
         }
         self.guard.checked = self.guard.text.len();
-        self.guard.running = true;
+        self.guard.running += 1;
         let text = self.guard.text.clone();
         let response_id = self.guard.response_id.clone();
         let ctx = self.shared.context.clone();
@@ -178,12 +182,13 @@ impl Driver {
             }
             .boxed(),
         );
+        false
     }
 
     pub(super) async fn on_guardrails_done(&mut self, done: GuardDone) {
         let current = self.guard.response_id == done.response_id;
         if current {
-            self.guard.running = false;
+            self.guard.running = self.guard.running.saturating_sub(1);
         }
         for error in done.failures {
             tracing::warn!(%error, "output guardrail failed");
@@ -198,7 +203,9 @@ impl Driver {
                 let debounce = self.shared.config.guardrail_debounce_chars;
                 let ended = self.active_response.as_deref() != Some(done.response_id.as_str());
                 if ended {
-                    self.check_guardrails(true);
+                    if self.check_guardrails(true) {
+                        self.release_held(u64::MAX).await;
+                    }
                 } else if debounce > 0 && self.guard.text.len() >= self.guard.checked + debounce {
                     self.check_guardrails(false);
                 }

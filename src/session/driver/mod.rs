@@ -511,8 +511,8 @@ impl Driver {
                     })
                     .await;
                 }
-                if self.guard.response_id == response_id {
-                    self.check_guardrails(true);
+                if self.guard.response_id == response_id && self.check_guardrails(true) {
+                    self.release_held(u64::MAX).await;
                 }
                 let agent = self
                     .response_agent
