@@ -129,3 +129,37 @@ pub trait RealtimeHooks: Send + Sync + std::fmt::Debug + 'static {
         HookDecision::Continue
     }
 }
+
+/// Shared hooks: install an `Arc` and keep a clone to read what they recorded.
+impl<T: RealtimeHooks + ?Sized> RealtimeHooks for std::sync::Arc<T> {
+    fn on_agent_start(&self, ctx: &RunContext, agent: &RealtimeAgent) {
+        (**self).on_agent_start(ctx, agent)
+    }
+    fn on_agent_end(&self, ctx: &RunContext, agent: &RealtimeAgent) {
+        (**self).on_agent_end(ctx, agent)
+    }
+    fn before_tool<'a>(&'a self, tool: &'a ToolContext) -> BoxFuture<'a, HookDecision> {
+        (**self).before_tool(tool)
+    }
+    fn after_tool<'a>(
+        &'a self,
+        tool: &'a ToolContext,
+        result: &'a Result<String, String>,
+    ) -> BoxFuture<'a, HookDecision> {
+        (**self).after_tool(tool, result)
+    }
+    fn on_handoff(
+        &self,
+        ctx: &RunContext,
+        from: &RealtimeAgent,
+        to: &RealtimeAgent,
+    ) -> HookDecision {
+        (**self).on_handoff(ctx, from, to)
+    }
+    fn before_send(&self, command: &ModelCommand) -> HookDecision {
+        (**self).before_send(command)
+    }
+    fn on_model_event(&self, event: &ModelEvent) -> HookDecision {
+        (**self).on_model_event(event)
+    }
+}
