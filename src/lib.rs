@@ -27,3 +27,5 @@ pub use session::{
     WallClockPlaybackTracker,
 };
 pub use tool::{FunctionTool, RunContext, ToolContext};
+/// The token type taken by [`RealtimeRunConfig::cancellation_token`] (from `tokio-util`).
+pub use tokio_util::sync::CancellationToken;
