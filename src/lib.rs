@@ -26,6 +26,6 @@ pub use session::{
     PlaybackTracker, RealtimeSession, RealtimeSessionEvent, RealtimeSessionHandle,
     WallClockPlaybackTracker,
 };
-pub use tool::{FunctionTool, RunContext, ToolContext};
 /// The token type taken by [`RealtimeRunConfig::cancellation_token`] (from `tokio-util`).
 pub use tokio_util::sync::CancellationToken;
+pub use tool::{FunctionTool, RunContext, ToolContext};

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use realtime_agents::items::{RealtimeItem, Role};
 use realtime_agents::{
-    Error, FunctionTool, RealtimeAgent, RealtimeRunConfig, RealtimeSessionEvent as E, RunContext,
+    Error, FunctionTool, RealtimeAgent, RealtimeRunConfig, RealtimeSession,
+    RealtimeSessionEvent as E, RunContext,
 };
 use serde_json::{Value, json};
 use support::script::{City, start, start_with, tool_script, weather_tool};
@@ -52,8 +53,8 @@ fn counted_weather(runs: Arc<AtomicUsize>) -> FunctionTool {
     })
 }
 
-#[tokio::test]
-async fn approval_required_then_approved_runs_the_tool_and_responds() {
+/// A session whose model called `get_weather` (needs approval), up to the approval request.
+async fn awaiting_approval() -> (ScriptedServer, Arc<AtomicUsize>, RealtimeSession, Vec<E>) {
     let server = ScriptedServer::start(tool_script(vec![(
         "call_1",
         "get_weather",
@@ -69,6 +70,12 @@ async fn approval_required_then_approved_runs_the_tool_and_responds() {
         matches!(e, E::ToolApprovalRequired { .. })
     })
     .await;
+    (server, runs, session, events)
+}
+
+#[tokio::test]
+async fn approval_required_then_approved_runs_the_tool_and_responds() {
+    let (server, runs, mut session, events) = awaiting_approval().await;
     let Some(E::ToolApprovalRequired {
         agent,
         tool,
@@ -121,21 +128,7 @@ async fn approval_required_then_approved_runs_the_tool_and_responds() {
 
 #[tokio::test]
 async fn rejection_sends_the_message_and_a_response_without_running_the_tool() {
-    let server = ScriptedServer::start(tool_script(vec![(
-        "call_1",
-        "get_weather",
-        r#"{"city":"Paris"}"#,
-    )]))
-    .await;
-    let runs = Arc::new(AtomicUsize::new(0));
-    let agent =
-        RealtimeAgent::new("Assistant").tool(counted_weather(runs.clone()).needs_approval(true));
-    let mut session = start(&server, agent, RealtimeRunConfig::new()).await;
-    session.send_message("Weather in Paris?").await.unwrap();
-    until(&mut session, |e| {
-        matches!(e, E::ToolApprovalRequired { .. })
-    })
-    .await;
+    let (server, runs, mut session, _) = awaiting_approval().await;
     session
         .handle()
         .reject_tool_call("call_1", false, Some("The user declined.".into()))
