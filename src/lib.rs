@@ -11,6 +11,7 @@ mod handoff;
 pub mod items;
 pub mod model;
 pub mod protocol;
+pub mod redact;
 mod runner;
 mod session;
 pub mod simulator;
@@ -20,6 +21,7 @@ pub use agent::RealtimeAgent;
 pub use error::{Error, Result, ServerError};
 pub use guardrail::{GuardrailOutput, GuardrailResult, OutputGuardrail};
 pub use handoff::Handoff;
+pub use redact::Redactor;
 pub use runner::{RealtimeRunConfig, RealtimeRunner};
 pub use session::{
     PlaybackTracker, RealtimeSession, RealtimeSessionEvent, RealtimeSessionHandle,
