@@ -310,6 +310,8 @@ async fn open_socket(config: &Config) -> Result<Socket> {
                 .as_deref()
                 .map(String::from_utf8_lossy)
                 .unwrap_or_default();
+            // Hide our credentials before cutting, so that no fragment of one survives.
+            let body = refusal_redactor(config, &url).redact_string(body.into_owned());
             Err(connect_error(
                 Some(response.status().as_u16()),
                 body.chars().take(500).collect(),
@@ -321,6 +323,28 @@ async fn open_socket(config: &Config) -> Result<Socket> {
             Ok(ws)
         }
     }
+}
+
+/// Every credential a connection attempt may have sent: the key, custom header values, the
+/// environment's key and the URL's query values (but the model name). A refused upgrade's body can echo them back
+/// (proxies and gateways do), and it ends up in [`Error::Connect`].
+fn refusal_redactor(config: &Config, url: &str) -> crate::Redactor {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    crate::Redactor::new(
+        config
+            .api_key
+            .iter()
+            .chain(config.headers.iter().map(|(_, value)| value))
+            .map(|secret| secret.0.to_string())
+            .chain(std::env::var("OPENAI_API_KEY").ok())
+            .chain(
+                query
+                    .split('&')
+                    .filter_map(|pair| pair.split_once('='))
+                    .filter(|(name, _)| *name != "model")
+                    .map(|(_, v)| v.to_owned()),
+            ),
+    )
 }
 
 /// `response.create` sequencing: at most one response at a time, requests made meanwhile
