@@ -931,6 +931,32 @@ fn close_error(frame: Option<tungstenite::protocol::CloseFrame>) -> Error {
     }
 }
 
+/// What a failed read means for the session (the connection is unusable after any of them).
+fn read_error(e: tungstenite::Error) -> Error {
+    use tungstenite::error::{CapacityError, ProtocolError};
+    match e {
+        tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
+            Error::Protocol(format!(
+                "server message too large: {size} bytes, over the limit of {max_size} bytes \
+                 (max_frame_size); connection closed"
+            ))
+        }
+        tungstenite::Error::Capacity(e) => Error::Protocol(format!("frame rejected: {e}")),
+        tungstenite::Error::Utf8(e) => Error::Protocol(format!(
+            "server text frame is not valid UTF-8 ({e}); connection closed"
+        )),
+        tungstenite::Error::Protocol(e) if e != ProtocolError::ResetWithoutClosingHandshake => {
+            Error::Protocol(format!(
+                "server broke the WebSocket protocol ({e}); connection closed"
+            ))
+        }
+        e => Error::Closed {
+            code: None,
+            reason: format!("connection lost: {e}"),
+        },
+    }
+}
+
 impl RealtimeConnection for OpenAIConnection {
     fn send(&mut self, command: ModelCommand) -> Result<()> {
         if self.finished || self.closing {
@@ -975,9 +1001,6 @@ impl RealtimeConnection for OpenAIConnection {
                 },
                 Poll::Ready(Some(Err(e))) => {
                     let error = match e {
-                        tungstenite::Error::Capacity(e) => {
-                            Error::Protocol(format!("frame rejected: {e}"))
-                        }
                         tungstenite::Error::ConnectionClosed
                         | tungstenite::Error::AlreadyClosed
                             if self.closing =>
@@ -985,10 +1008,7 @@ impl RealtimeConnection for OpenAIConnection {
                             self.finish(None);
                             continue;
                         }
-                        e => Error::Closed {
-                            code: None,
-                            reason: format!("connection lost: {e}"),
-                        },
+                        e => read_error(e),
                     };
                     self.finish(Some(error));
                 }
