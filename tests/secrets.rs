@@ -15,7 +15,6 @@ use realtime_agents::{
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::json;
 use support::{ScriptedServer, ev, until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
