@@ -12,6 +12,7 @@ pub mod hooks;
 pub mod items;
 pub mod model;
 pub mod protocol;
+pub mod redact;
 mod runner;
 mod session;
 pub mod simulator;
@@ -21,6 +22,7 @@ pub use agent::RealtimeAgent;
 pub use error::{Error, Result, ServerError};
 pub use guardrail::{GuardrailOutput, GuardrailResult, OutputGuardrail};
 pub use handoff::Handoff;
+pub use redact::Redactor;
 pub use runner::{RealtimeRunConfig, RealtimeRunner, ReconnectPolicy};
 pub use session::{
     PlaybackTracker, RealtimeSession, RealtimeSessionEvent, RealtimeSessionHandle,

@@ -310,6 +310,8 @@ async fn open_socket(config: &Config) -> Result<Socket> {
                 .as_deref()
                 .map(String::from_utf8_lossy)
                 .unwrap_or_default();
+            // Hide our credentials before cutting, so that no fragment of one survives.
+            let body = refusal_redactor(config, &url).redact_string(body.into_owned());
             Err(connect_error(
                 Some(response.status().as_u16()),
                 body.chars().take(500).collect(),
@@ -321,6 +323,28 @@ async fn open_socket(config: &Config) -> Result<Socket> {
             Ok(ws)
         }
     }
+}
+
+/// Every credential a connection attempt may have sent: the key, custom header values, the
+/// environment's key and the URL's query values (but the model name). A refused upgrade's body can echo them back
+/// (proxies and gateways do), and it ends up in [`Error::Connect`].
+fn refusal_redactor(config: &Config, url: &str) -> crate::Redactor {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    crate::Redactor::new(
+        config
+            .api_key
+            .iter()
+            .chain(config.headers.iter().map(|(_, value)| value))
+            .map(|secret| secret.0.to_string())
+            .chain(std::env::var("OPENAI_API_KEY").ok())
+            .chain(
+                query
+                    .split('&')
+                    .filter_map(|pair| pair.split_once('='))
+                    .filter(|(name, _)| *name != "model")
+                    .map(|(_, v)| v.to_owned()),
+            ),
+    )
 }
 
 /// `response.create` sequencing: at most one response at a time, requests made meanwhile
@@ -927,6 +951,32 @@ fn close_error(frame: Option<tungstenite::protocol::CloseFrame>) -> Error {
     }
 }
 
+/// What a failed read means for the session (the connection is unusable after any of them).
+fn read_error(e: tungstenite::Error) -> Error {
+    use tungstenite::error::{CapacityError, ProtocolError};
+    match e {
+        tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
+            Error::Protocol(format!(
+                "server message too large: {size} bytes, over the limit of {max_size} bytes \
+                 (max_frame_size); connection closed"
+            ))
+        }
+        tungstenite::Error::Capacity(e) => Error::Protocol(format!("frame rejected: {e}")),
+        tungstenite::Error::Utf8(e) => Error::Protocol(format!(
+            "server text frame is not valid UTF-8 ({e}); connection closed"
+        )),
+        tungstenite::Error::Protocol(e) if e != ProtocolError::ResetWithoutClosingHandshake => {
+            Error::Protocol(format!(
+                "server broke the WebSocket protocol ({e}); connection closed"
+            ))
+        }
+        e => Error::Closed {
+            code: None,
+            reason: format!("connection lost: {e}"),
+        },
+    }
+}
+
 impl RealtimeConnection for OpenAIConnection {
     fn send(&mut self, command: ModelCommand) -> Result<()> {
         if self.finished || self.closing {
@@ -971,9 +1021,6 @@ impl RealtimeConnection for OpenAIConnection {
                 },
                 Poll::Ready(Some(Err(e))) => {
                     let error = match e {
-                        tungstenite::Error::Capacity(e) => {
-                            Error::Protocol(format!("frame rejected: {e}"))
-                        }
                         tungstenite::Error::ConnectionClosed
                         | tungstenite::Error::AlreadyClosed
                             if self.closing =>
@@ -981,10 +1028,7 @@ impl RealtimeConnection for OpenAIConnection {
                             self.finish(None);
                             continue;
                         }
-                        e => Error::Closed {
-                            code: None,
-                            reason: format!("connection lost: {e}"),
-                        },
+                        e => read_error(e),
                     };
                     self.finish(Some(error));
                 }

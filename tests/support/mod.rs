@@ -340,3 +340,88 @@ pub async fn until_end(session: &mut RealtimeSession) -> Vec<RealtimeSessionEven
         .await
         .expect("the stream ends")
 }
+
+/// A loopback WebSocket server that sends whatever frames the test gives it (text, binary,
+/// oversized, ...) on its current connection. It answers every connection with
+/// `session.created` and records the client's text frames, like [`ScriptedServer`], but runs
+/// no script.
+pub struct FrameServer {
+    pub url: String,
+    frames: Arc<Mutex<Option<mpsc::UnboundedSender<Message>>>>,
+    received: Arc<Mutex<Vec<Message>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FrameServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FrameServer {
+    /// Starts the server.
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("ws://{}/v1/realtime", listener.local_addr().expect("addr"));
+        let frames: Arc<Mutex<Option<mpsc::UnboundedSender<Message>>>> = Arc::default();
+        let received: Arc<Mutex<Vec<Message>>> = Arc::default();
+        let task = tokio::spawn({
+            let frames = frames.clone();
+            let received = received.clone();
+            async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+                        continue;
+                    };
+                    let (mut sink, mut source) = ws.split();
+                    let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+                    let _ = tx.send(Message::text(session_created().to_string()));
+                    *frames.lock().unwrap() = Some(tx);
+                    loop {
+                        tokio::select! {
+                            next = rx.recv() => match next {
+                                Some(frame) => { if sink.send(frame).await.is_err() { break } }
+                                None => break,
+                            },
+                            msg = source.next() => match msg {
+                                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                                Some(Ok(msg)) => received.lock().unwrap().push(msg),
+                            },
+                        }
+                    }
+                }
+            }
+        });
+        Self {
+            url,
+            frames,
+            received,
+            task,
+        }
+    }
+
+    /// A model pointed at this server, with the test key `sk-test-secret`.
+    pub fn model(&self) -> OpenAIRealtimeWebSocketModel {
+        OpenAIRealtimeWebSocketModel::builder()
+            .url(self.url.clone())
+            .api_key("sk-test-secret")
+            .build()
+    }
+
+    /// Sends a frame on the current connection (dropped if there is none).
+    pub fn frame(&self, frame: Message) {
+        if let Some(tx) = self.frames.lock().unwrap().as_ref() {
+            let _ = tx.send(frame);
+        }
+    }
+
+    /// Sends a JSON server event as a text frame.
+    pub fn send(&self, event: Value) {
+        self.frame(Message::text(event.to_string()));
+    }
+
+    /// Every frame the client sent so far (close frames excluded).
+    pub fn received(&self) -> Vec<Message> {
+        self.received.lock().unwrap().clone()
+    }
+}
