@@ -314,16 +314,16 @@ impl History {
         }
         let index = self.position(item_id).unwrap_or(self.items.len() - 1);
         if let RealtimeItem::Message(m) = &mut self.items[index] {
-            let part = part_mut(m, content_index as usize);
-            match part {
-                MessageContent::Audio { transcript }
-                | MessageContent::InputAudio { transcript } => {
-                    transcript.get_or_insert_with(String::new).push_str(delta)
-                }
-                MessageContent::Text { text } | MessageContent::InputText { text } => {
+            match part_mut(m, content_index as usize) {
+                None => {}
+                Some(
+                    MessageContent::Audio { transcript }
+                    | MessageContent::InputAudio { transcript },
+                ) => transcript.get_or_insert_with(String::new).push_str(delta),
+                Some(MessageContent::Text { text } | MessageContent::InputText { text }) => {
                     text.push_str(delta)
                 }
-                MessageContent::InputImage { .. } => {}
+                Some(MessageContent::InputImage { .. }) => {}
             }
         }
         created
@@ -341,12 +341,15 @@ impl History {
         let created = self.append_transcript(item_id, content_index, role, "");
         if let Some(RealtimeItem::Message(m)) = self.position(item_id).map(|i| &mut self.items[i]) {
             match part_mut(m, content_index as usize) {
-                MessageContent::Audio { transcript: t }
-                | MessageContent::InputAudio { transcript: t } => *t = Some(transcript.to_owned()),
-                MessageContent::Text { text } | MessageContent::InputText { text } => {
+                None => {}
+                Some(
+                    MessageContent::Audio { transcript: t }
+                    | MessageContent::InputAudio { transcript: t },
+                ) => *t = Some(transcript.to_owned()),
+                Some(MessageContent::Text { text } | MessageContent::InputText { text }) => {
                     *text = transcript.to_owned()
                 }
-                MessageContent::InputImage { .. } => {}
+                Some(MessageContent::InputImage { .. }) => {}
             }
         }
         created
@@ -376,14 +379,21 @@ impl History {
     }
 }
 
-fn part_mut(m: &mut MessageItem, index: usize) -> &mut MessageContent {
+/// The most content parts a message gets from a content index off the wire (real messages
+/// have one or two); a larger index is ignored instead of sizing an allocation.
+const MAX_CONTENT_PARTS: usize = 64;
+
+fn part_mut(m: &mut MessageItem, index: usize) -> Option<&mut MessageContent> {
+    if index >= MAX_CONTENT_PARTS {
+        return None;
+    }
     while m.content.len() <= index {
         m.content.push(match m.role {
             Role::Assistant => MessageContent::Audio { transcript: None },
             _ => MessageContent::InputAudio { transcript: None },
         });
     }
-    &mut m.content[index]
+    m.content.get_mut(index)
 }
 
 /// Merges `new` into `old`, keeping what `old` knew that `new` lacks (transcripts, output).
