@@ -122,3 +122,45 @@ pub enum Error {
     #[error("session is closed")]
     SessionClosed,
 }
+
+impl Error {
+    /// The same error with every configured secret replaced in its texts.
+    pub(crate) fn redacted(self, redactor: &crate::Redactor) -> Self {
+        if redactor.is_empty() {
+            return self;
+        }
+        let r = |text: String| redactor.redact_string(text);
+        match self {
+            Self::Config(m) => Self::Config(r(m)),
+            Self::Connect {
+                url,
+                status,
+                message,
+            } => Self::Connect {
+                url: r(url),
+                status,
+                message: r(message),
+            },
+            Self::Server(mut e) => {
+                e.message = r(e.message);
+                e.param = e.param.map(r);
+                Self::Server(e)
+            }
+            Self::Closed { code, reason } => Self::Closed {
+                code,
+                reason: r(reason),
+            },
+            Self::Protocol(m) => Self::Protocol(r(m)),
+            Self::Tool { name, message } => Self::Tool {
+                name,
+                message: r(message),
+            },
+            Self::Guardrail { name, message } => Self::Guardrail {
+                name,
+                message: r(message),
+            },
+            Self::Timeout(m) => Self::Timeout(r(m)),
+            other => other,
+        }
+    }
+}

@@ -15,7 +15,8 @@ use crate::items::RealtimeItem;
 use crate::model::{OpenAIRealtimeWebSocketModel, RealtimeModel, SessionSettings};
 use crate::session::{Driver, RealtimeSession, Shared, agent_settings};
 use crate::{
-    OutputGuardrail, PlaybackTracker, RealtimeAgent, Result, RunContext, WallClockPlaybackTracker,
+    OutputGuardrail, PlaybackTracker, RealtimeAgent, Redactor, Result, RunContext,
+    WallClockPlaybackTracker,
 };
 
 type Feedback = Arc<dyn Fn(&[GuardrailResult]) -> String + Send + Sync>;
@@ -114,6 +115,7 @@ pub struct RealtimeRunConfig {
     pub(crate) cancel: Option<CancellationToken>,
     pub(crate) max_duration: Option<Duration>,
     pub(crate) cancel_check: Option<(Duration, CancelCheck)>,
+    pub(crate) redactor: Redactor,
 }
 
 impl std::fmt::Debug for RealtimeRunConfig {
@@ -130,6 +132,7 @@ impl std::fmt::Debug for RealtimeRunConfig {
             .field("hold_audio_for_guardrails", &self.hold_audio_for_guardrails)
             .field("reconnect", &self.reconnect)
             .field("max_duration", &self.max_duration)
+            .field("redactor", &self.redactor)
             .finish_non_exhaustive()
     }
 }
@@ -151,6 +154,7 @@ impl Default for RealtimeRunConfig {
             cancel: None,
             max_duration: None,
             cancel_check: None,
+            redactor: Redactor::default(),
         }
     }
 }
@@ -212,6 +216,24 @@ impl RealtimeRunConfig {
         F: Fn(&[GuardrailResult]) -> String + Send + Sync + 'static,
     {
         self.guardrail_feedback = Some(Arc::new(feedback));
+        self
+    }
+
+    /// Secret strings (customer numbers, internal tokens...) to replace with `[REDACTED]` in
+    /// tool outputs (before the model, the events and the history see them), in error events
+    /// and in the session's log lines. Strings shorter than 4 characters are ignored.
+    ///
+    /// ```
+    /// use realtime_agents::RealtimeRunConfig;
+    /// let config = RealtimeRunConfig::new().redact_secrets(["db-password-123", "sk-internal-xyz"]);
+    /// # let _ = config;
+    /// ```
+    pub fn redact_secrets<I, S>(mut self, secrets: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.redactor = Redactor::new(secrets);
         self
     }
 

@@ -450,3 +450,35 @@ async fn a_tool_timeout_is_an_error_output_and_the_session_goes_on() {
     ));
     assert_eq!(server.received_of("response.create").len(), 2);
 }
+
+#[tokio::test]
+async fn configured_secrets_are_redacted_from_tool_outputs_and_errors() {
+    let server = ScriptedServer::start(tool_script(vec![
+        ("call_ok", "lookup", r#"{"city":"x"}"#),
+        ("call_err", "fail", r#"{"city":"x"}"#),
+    ]))
+    .await;
+    let lookup = FunctionTool::new("lookup", "Looks up.", |_: City| async {
+        Ok::<_, String>("connected with db-password-123 as admin")
+    });
+    let fail = FunctionTool::new("fail", "Fails.", |_: City| async {
+        Err::<String, _>("login with db-password-123 refused")
+    });
+    let config = RealtimeRunConfig::new().redact_secrets(["db-password-123"]);
+    let mut session = start(
+        &server,
+        RealtimeAgent::new("Assistant").tool(lookup).tool(fail),
+        config,
+    )
+    .await;
+    session.send_message("Go").await.unwrap();
+    let events = until(&mut session, done).await;
+    let sent = wait_outputs(&server, 2).await;
+    let text = format!("{sent:?} {events:?} {:?}", session.history());
+    assert!(!text.contains("db-password-123"), "{text}");
+    assert!(
+        sent.iter()
+            .any(|o| o["output"] == "connected with [REDACTED] as admin")
+    );
+    assert!(events.iter().any(|e| matches!(e, E::Error { error: Error::Tool { message, .. } } if message == "login with [REDACTED] refused")));
+}

@@ -278,6 +278,12 @@ impl Driver {
     }
 
     async fn emit(&mut self, event: RealtimeSessionEvent) {
+        let event = match event {
+            RealtimeSessionEvent::Error { error } => RealtimeSessionEvent::Error {
+                error: self.redact(error),
+            },
+            other => other,
+        };
         if self.events.send(event).await.is_err() {
             self.stopped = true;
         }
@@ -295,8 +301,13 @@ impl Driver {
         }
     }
 
+    fn redact(&self, error: Error) -> Error {
+        error.redacted(&self.shared.config.redactor)
+    }
+
     /// Ends the session. `graceful`: close the connection politely (bounded by a grace period).
     async fn close(&mut self, error: Option<Error>, graceful: bool) {
+        let error = error.map(|e| self.redact(e));
         for abort in self.tool_aborts.values() {
             abort.abort();
         }
@@ -324,10 +335,10 @@ impl Driver {
         let Some(policy) = self.shared.config.reconnect else {
             return self.close(error, false).await;
         };
-        let mut error = error.unwrap_or_else(|| Error::Closed {
+        let mut error = self.redact(error.unwrap_or_else(|| Error::Closed {
             code: None,
             reason: "the server ended the session".to_owned(),
-        });
+        }));
         tracing::warn!(%error, "connection lost");
         self.stop_playback().await;
         self.end_active_response().await;
@@ -376,8 +387,8 @@ impl Driver {
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(attempt, error = %e, "reconnect attempt failed");
-                    error = e;
+                    error = self.redact(e);
+                    tracing::warn!(attempt, %error, "reconnect attempt failed");
                 }
             }
         }
@@ -679,6 +690,7 @@ impl Driver {
                 .await
             }
             ModelEvent::Error(error) => {
+                let error = self.redact(error);
                 tracing::warn!(%error, "model error");
                 self.emit(E::Error { error }).await
             }

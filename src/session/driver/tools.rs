@@ -282,6 +282,10 @@ impl Driver {
                 }
             }
         }
+        let redactor = &self.shared.config.redactor;
+        let (Outcome::Output(text) | Outcome::Failed(text) | Outcome::Rejected(text)) =
+            &mut outcome;
+        *text = redactor.redact_string(std::mem::take(text));
         let (output, is_error) = match &outcome {
             Outcome::Output(output) => (output.clone(), false),
             Outcome::Failed(message) => (format!("Error: {message}"), true),
