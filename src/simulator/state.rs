@@ -436,9 +436,11 @@ impl InputAudio {
             }
         }
         if self.speech.is_none() {
-            // Keep a little history for the next utterance's prefix padding.
+            // Keep a little history for the next utterance's prefix padding; drop the rest
+            // once it is as long again (not on every append: that would move a second of
+            // audio every 20 ms).
             let keep = prefix.max(self.rate());
-            if self.analysed > self.start + keep {
+            if self.analysed > self.start + 2 * keep {
                 let cut = (self.analysed - keep - self.start) as usize;
                 self.samples.drain(..cut);
                 self.start += cut as u64;
@@ -567,8 +569,28 @@ fn encode_audio(samples: &[i16], format: AudioFormat) -> Vec<u8> {
     }
 }
 
-/// What the simulator makes of user audio.
+/// What the simulator makes of user audio. Transcripts are cached by the audio's hash: load
+/// tests send the same utterances on many connections, and decoding is the costly part.
 fn transcribe(samples: &[i16], rate: u32) -> String {
+    use std::hash::{Hash, Hasher};
+    static CACHE: LazyLock<Mutex<HashMap<(u64, usize, u32), String>>> =
+        LazyLock::new(|| Mutex::new(HashMap::new()));
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    samples.hash(&mut hasher);
+    let key = (hasher.finish(), samples.len(), rate);
+    if let Some(hit) = CACHE.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return hit.clone();
+    }
+    let text = transcribe_uncached(samples, rate);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.len() >= 256 {
+        cache.clear();
+    }
+    cache.insert(key, text.clone());
+    text
+}
+
+fn transcribe_uncached(samples: &[i16], rate: u32) -> String {
     speech::decode_text(samples, rate).unwrap_or_else(|| {
         format!(
             "({:.1} seconds of audio)",
