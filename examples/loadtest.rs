@@ -626,9 +626,10 @@ fn run(args: &Args) -> Result<Report, String> {
         let cpu_after = client_cpu();
         let server_after = child.as_ref().and_then(|c| pid_cpu(c.id()));
         let after = stats.counters.snapshot();
-        let p50 = stats.delays.quantile_ms(0.50);
-        let p99 = stats.delays.quantile_ms(0.99);
         let max = stats.delays.max_us.load(Ordering::Relaxed) as f64 / 1000.0;
+        // Bucket upper bounds, never above the largest delay seen.
+        let p50 = stats.delays.quantile_ms(0.50).map(|v| v.min(max));
+        let p99 = stats.delays.quantile_ms(0.99).map(|v| v.min(max));
 
         // Wind down.
         let _ = stop_tx.send(true);

@@ -573,7 +573,8 @@ fn encode_audio(samples: &[i16], format: AudioFormat) -> Vec<u8> {
 /// tests send the same utterances on many connections, and decoding is the costly part.
 fn transcribe(samples: &[i16], rate: u32) -> String {
     use std::hash::{Hash, Hasher};
-    static CACHE: LazyLock<Mutex<HashMap<(u64, usize, u32), String>>> =
+    type Key = (u64, usize, u32);
+    static CACHE: LazyLock<Mutex<HashMap<Key, String>>> =
         LazyLock::new(|| Mutex::new(HashMap::new()));
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     samples.hash(&mut hasher);
