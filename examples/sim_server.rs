@@ -1,7 +1,7 @@
 //! Runs the Realtime API simulator until Ctrl-C.
 //!
 //! ```text
-//! cargo run --example sim_server -- --addr 127.0.0.1:8765 [--speed 1.0] [--api-key KEY]
+//! cargo run --example sim_server -- --addr 127.0.0.1:8765 [--speed 1.0] [--api-key KEY] [--stamp-audio]
 //! ```
 //!
 //! Prints `listening on ws://ADDR/v1/realtime` once it accepts connections. Point any
@@ -12,15 +12,17 @@ use std::net::SocketAddr;
 
 use realtime_agents::simulator::Simulator;
 
-const USAGE: &str = "usage: sim_server [--addr 127.0.0.1:8765] [--speed 1.0] [--api-key KEY]\n\
-     --addr     address to listen on (default 127.0.0.1:8765; port 0 picks a free port)\n\
-     --speed    audio pacing: 1.0 real time, 4.0 four times faster, 0 unpaced\n\
-     --api-key  refuse connections (HTTP 401) that do not present this key";
+const USAGE: &str = "usage: sim_server [--addr 127.0.0.1:8765] [--speed 1.0] [--api-key KEY] [--stamp-audio]\n\
+     --addr         address to listen on (default 127.0.0.1:8765; port 0 picks a free port)\n\
+     --speed        audio pacing: 1.0 real time, 4.0 four times faster, 0 unpaced\n\
+     --api-key      refuse connections (HTTP 401) that do not present this key\n\
+     --stamp-audio  write each audio delta's send time into its first bytes (for loadtest --url)";
 
 struct Args {
     addr: SocketAddr,
     speed: f64,
     api_key: Option<String>,
+    stamp_audio: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -28,6 +30,7 @@ fn parse_args() -> Result<Args, String> {
         addr: SocketAddr::from(([127, 0, 0, 1], 8765)),
         speed: 1.0,
         api_key: None,
+        stamp_audio: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -54,6 +57,7 @@ fn parse_args() -> Result<Args, String> {
                 args.speed = v.parse().map_err(|e| format!("bad --speed {v:?}: {e}"))?;
             }
             "--api-key" => args.api_key = Some(value()?),
+            "--stamp-audio" => args.stamp_audio = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -76,7 +80,8 @@ async fn main() {
     let mut builder = Simulator::builder()
         .addr(args.addr)
         .speed(args.speed)
-        .record_client_events(false);
+        .record_client_events(false)
+        .stamp_audio(args.stamp_audio);
     if let Some(key) = args.api_key {
         builder = builder.require_api_key(key);
     }

@@ -3,6 +3,9 @@
 //! These types are provider-neutral: a [`RealtimeModel`](crate::model::RealtimeModel) backend
 //! translates its wire items into them, and the session orders, merges and reports them.
 
+use std::collections::HashMap;
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 /// Who wrote a message.
@@ -233,9 +236,20 @@ impl RealtimeItem {
 /// let ids: Vec<_> = h.items().iter().map(|i| i.item_id().to_owned()).collect();
 /// assert_eq!(ids, ["a", "b", "c"]);
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct History {
     items: Vec<RealtimeItem>,
+    /// Item id → its index in `items`, so that lookups (a transcript delta, an update) cost the
+    /// same with ten items or ten thousand. Kept in step by every method that moves items.
+    index: HashMap<String, usize>,
+}
+
+impl fmt::Debug for History {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("History")
+            .field("items", &self.items)
+            .finish()
+    }
 }
 
 /// What [`History::upsert`] did.
@@ -259,8 +273,25 @@ impl History {
     }
 
     fn position(&self, item_id: &str) -> Option<usize> {
-        // Recent items are touched most: search from the end.
-        self.items.iter().rposition(|i| i.item_id() == item_id)
+        self.index.get(item_id).copied()
+    }
+
+    /// Inserts `item` (whose id is not in the history) at `at`, keeping the index in step:
+    /// O(1) at the end, O(items after `at`) elsewhere.
+    fn insert_at(&mut self, at: usize, item: RealtimeItem) {
+        let at = at.min(self.items.len());
+        self.index.insert(item.item_id().to_owned(), at);
+        self.items.insert(at, item);
+        self.reindex_from(at + 1);
+    }
+
+    /// Re-points the index at the items from `from` on, after an insertion or removal.
+    fn reindex_from(&mut self, from: usize) {
+        for (i, item) in self.items.iter().enumerate().skip(from) {
+            if let Some(slot) = self.index.get_mut(item.item_id()) {
+                *slot = i;
+            }
+        }
     }
 
     /// Inserts a new item or merges into the existing one with the same id.
@@ -276,7 +307,7 @@ impl History {
                     Some(prev) => self.position(prev).map_or(self.items.len(), |p| p + 1),
                     None => self.items.len(),
                 };
-                self.items.insert(at, item);
+                self.insert_at(at, item);
                 Upsert::Added
             }
         }
@@ -287,6 +318,8 @@ impl History {
         match self.position(item_id) {
             Some(index) => {
                 self.items.remove(index);
+                self.index.remove(item_id);
+                self.reindex_from(index);
                 true
             }
             None => false,
@@ -302,17 +335,23 @@ impl History {
         role: Role,
         delta: &str,
     ) -> bool {
-        let created = self.position(item_id).is_none();
-        if created {
-            self.items.push(RealtimeItem::Message(MessageItem {
-                item_id: item_id.to_owned(),
-                previous_item_id: None,
-                role,
-                content: Vec::new(),
-                status: ItemStatus::InProgress,
-            }));
-        }
-        let index = self.position(item_id).unwrap_or(self.items.len() - 1);
+        let (index, created) = match self.position(item_id) {
+            Some(index) => (index, false),
+            None => {
+                let at = self.items.len();
+                self.insert_at(
+                    at,
+                    RealtimeItem::Message(MessageItem {
+                        item_id: item_id.to_owned(),
+                        previous_item_id: None,
+                        role,
+                        content: Vec::new(),
+                        status: ItemStatus::InProgress,
+                    }),
+                );
+                (at, true)
+            }
+        };
         if let RealtimeItem::Message(m) = &mut self.items[index] {
             match part_mut(m, content_index as usize) {
                 None => {}
@@ -540,5 +579,32 @@ mod tests {
         assert!(h.remove("u"));
         assert!(!h.remove("u"));
         assert_eq!(ids(&h), ["t"]);
+    }
+
+    #[test]
+    fn index_follows_inserts_and_removals_in_the_middle() {
+        let mut h = History::default();
+        for i in 0..50 {
+            h.upsert(assistant(&format!("i{i}"), None, None));
+        }
+        h.upsert(assistant("mid", Some("i10"), None));
+        h.upsert(assistant("first", Some("root"), None));
+        assert!(h.remove("i20"));
+        assert!(h.append_transcript("new", 0, Role::User, "x"));
+        assert!(!h.append_transcript("i30", 0, Role::Assistant, "hello"));
+        for (i, item) in h.items().iter().enumerate() {
+            assert_eq!(h.position(item.item_id()), Some(i), "{}", item.item_id());
+        }
+        assert_eq!(h.index.len(), h.len());
+        assert_eq!(ids(&h)[..3], ["first", "i0", "i1"]);
+        assert_eq!(ids(&h)[12], "mid");
+        assert!(h.get("i20").is_none());
+        assert_eq!(
+            h.get("i30")
+                .and_then(RealtimeItem::as_message)
+                .map(MessageItem::text)
+                .as_deref(),
+            Some("hello")
+        );
     }
 }

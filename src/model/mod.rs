@@ -20,6 +20,8 @@ use crate::audio::AudioFormat;
 use crate::items::RealtimeItem;
 use crate::{Error, Result};
 
+#[doc(hidden)]
+pub use openai::bench;
 pub use openai::{OpenAIRealtimeWebSocketModel, OpenAIRealtimeWebSocketModelBuilder};
 pub use settings::{SessionSettings, ToolSpec};
 

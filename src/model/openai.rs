@@ -1,5 +1,6 @@
 //! The OpenAI Realtime API (GA) over WebSocket.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
@@ -34,6 +35,8 @@ use crate::{Error, Result, ServerError};
 
 const DEFAULT_MODEL: &str = "gpt-realtime";
 const DEFAULT_BASE_URL: &str = "wss://api.openai.com/v1/realtime";
+/// Frames are gathered up to this size before a write.
+const WRITE_BATCH_BYTES: usize = 8 << 10;
 const USER_AGENT: &str = concat!("realtime-agents-rust/", env!("CARGO_PKG_VERSION"));
 
 /// A secret that never shows in `Debug` output.
@@ -110,7 +113,10 @@ impl OpenAIRealtimeWebSocketModel {
                 ping_interval: Some(Duration::from_secs(20)),
                 ping_timeout: Duration::from_secs(20),
                 max_frame_size: 16 << 20,
-                read_buffer_size: 16 << 10,
+                // tungstenite zero-fills the free part of its read buffer before every read,
+                // so a big buffer costs CPU on each of the ~50 reads a second of a voice
+                // session. A 20 ms audio delta is about 1.4 KB; larger frames grow it.
+                read_buffer_size: 4 << 10,
                 max_send_queue: 8 << 20,
             },
         }
@@ -196,8 +202,8 @@ impl RealtimeModel for OpenAIRealtimeWebSocketModel {
         async move {
             let ws = open_socket(&config).await?;
             let mut connection = OpenAIConnection::new(ws, config);
-            let session = connection.session_config(&settings, true);
-            connection.push(&ClientEvent::SessionUpdate {
+            let session = connection.proto.session_config(&settings, true);
+            connection.proto.push(&ClientEvent::SessionUpdate {
                 event_id: None,
                 session,
             });
@@ -289,7 +295,9 @@ async fn open_socket(config: &Config) -> Result<Socket> {
     headers.insert("user-agent", HeaderValue::from_static(USER_AGENT));
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(config.read_buffer_size)
-        .write_buffer_size(0)
+        // Frames queued together go out in one write, when `poll_write` flushes.
+        .write_buffer_size(WRITE_BATCH_BYTES)
+        .max_write_buffer_size(WRITE_BATCH_BYTES + config.max_frame_size)
         .max_frame_size(Some(config.max_frame_size))
         .max_message_size(Some(config.max_frame_size));
     let connector = if url.starts_with("wss:") {
@@ -347,6 +355,29 @@ fn refusal_redactor(config: &Config, url: &str) -> crate::Redactor {
     )
 }
 
+/// How servers begin an audio delta frame (the type first, no spaces).
+const AUDIO_DELTA_PREFIX: &str = r#"{"type":"response.output_audio.delta""#;
+
+/// `response.output_audio.delta` with its strings borrowed from the frame (they are escaped
+/// only in odd cases, when `Cow` owns them). Same fields and rules as
+/// [`protocol::ResponseOutputAudioDeltaEvent`].
+#[derive(serde::Deserialize)]
+struct AudioDeltaFrame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow, rename = "event_id")]
+    _event_id: Cow<'a, str>,
+    #[serde(borrow)]
+    response_id: Cow<'a, str>,
+    #[serde(borrow)]
+    item_id: Cow<'a, str>,
+    #[serde(rename = "output_index")]
+    _output_index: u32,
+    content_index: u32,
+    #[serde(borrow)]
+    delta: Cow<'a, str>,
+}
+
 /// `response.create` sequencing: at most one response at a time, requests made meanwhile
 /// coalesced into one.
 #[derive(Debug, Default)]
@@ -370,8 +401,10 @@ impl Sequencer {
     }
 }
 
-struct OpenAIConnection {
-    ws: Socket,
+/// The protocol state of a connection, apart from its socket: commands become queued frames,
+/// frames become events.
+#[derive(Debug)]
+struct Protocol {
     config: Arc<Config>,
     outbox: VecDeque<Message>,
     outbox_bytes: usize,
@@ -382,21 +415,22 @@ struct OpenAIConnection {
     /// `event_id`s of our `response.cancel`s, whose "not active" errors are benign races.
     cancel_ids: VecDeque<String>,
     next_event_id: u64,
+}
+
+struct OpenAIConnection {
+    ws: Socket,
+    proto: Protocol,
     ping: Option<tokio::time::Interval>,
     pong_due: Option<Instant>,
+    /// Frames were written but not yet flushed.
+    flush_pending: bool,
     closing: bool,
     finished: bool,
 }
 
-impl OpenAIConnection {
-    fn new(ws: Socket, config: Arc<Config>) -> Self {
-        let ping = config.ping_interval.map(|every| {
-            let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            interval
-        });
+impl Protocol {
+    fn new(config: Arc<Config>) -> Self {
         Self {
-            ws,
             config,
             outbox: VecDeque::new(),
             outbox_bytes: 0,
@@ -405,10 +439,6 @@ impl OpenAIConnection {
             interrupted: None,
             cancel_ids: VecDeque::new(),
             next_event_id: 0,
-            ping,
-            pong_due: None,
-            closing: false,
-            finished: false,
         }
     }
 
@@ -652,6 +682,26 @@ impl OpenAIConnection {
     }
 
     fn on_text(&mut self, text: tungstenite::Utf8Bytes) {
+        // Hot path: an audio delta (50 a second per session) is decoded in one pass that
+        // borrows its strings from the frame; anything unusual goes the general way.
+        if text.as_str().starts_with(AUDIO_DELTA_PREFIX) {
+            let frame = serde_json::from_str::<AudioDeltaFrame<'_>>(&text);
+            if let Some(delta) = frame
+                .ok()
+                .filter(|d| d.kind == "response.output_audio.delta")
+            {
+                let event = self.audio_delta(
+                    &delta.response_id,
+                    &delta.item_id,
+                    delta.content_index,
+                    &delta.delta,
+                );
+                self.pending
+                    .push_back(ModelEvent::Raw(RawServerEvent::from(text)));
+                self.pending.extend(event);
+                return;
+            }
+        }
         let event = ServerEvent::from_json(&text);
         self.pending
             .push_back(ModelEvent::Raw(RawServerEvent::from(text)));
@@ -662,6 +712,28 @@ impl OpenAIConnection {
                 self.pending.push_back(ModelEvent::Error(Error::from(e)));
             }
         }
+    }
+
+    /// The event for an audio delta: `None` when its response was interrupted.
+    fn audio_delta(
+        &self,
+        response_id: &str,
+        item_id: &str,
+        content_index: u32,
+        delta: &str,
+    ) -> Option<ModelEvent> {
+        if self.interrupted.as_deref() == Some(response_id) {
+            return None;
+        }
+        Some(match BASE64.decode(delta.as_bytes()) {
+            Ok(data) => ModelEvent::Audio {
+                response_id: response_id.to_owned(),
+                item_id: item_id.to_owned(),
+                content_index,
+                data: data.into(),
+            },
+            Err(err) => ModelEvent::Error(Error::Protocol(format!("invalid base64 audio: {err}"))),
+        })
     }
 
     fn on_server_event(&mut self, event: ServerEvent) {
@@ -783,20 +855,8 @@ impl OpenAIConnection {
                 });
             }
             S::ResponseOutputAudioDelta(e) => {
-                if self.interrupted.as_deref() == Some(e.response_id.as_str()) {
-                    return;
-                }
-                match BASE64.decode(e.delta.as_bytes()) {
-                    Ok(data) => out.push_back(ModelEvent::Audio {
-                        response_id: e.response_id,
-                        item_id: e.item_id,
-                        content_index: e.content_index,
-                        data: data.into(),
-                    }),
-                    Err(err) => out.push_back(ModelEvent::Error(Error::Protocol(format!(
-                        "invalid base64 audio: {err}"
-                    )))),
-                }
+                let event = self.audio_delta(&e.response_id, &e.item_id, e.content_index, &e.delta);
+                self.pending.extend(event);
             }
             S::ResponseOutputAudioDone(e) => out.push_back(ModelEvent::AudioDone {
                 item_id: e.item_id,
@@ -887,34 +947,57 @@ impl OpenAIConnection {
             _ => {}
         }
     }
+}
+
+impl OpenAIConnection {
+    fn new(ws: Socket, config: Arc<Config>) -> Self {
+        let ping = config.ping_interval.map(|every| {
+            let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval
+        });
+        Self {
+            ws,
+            proto: Protocol::new(config),
+            ping,
+            pong_due: None,
+            flush_pending: false,
+            closing: false,
+            finished: false,
+        }
+    }
 
     fn finish(&mut self, error: Option<Error>) {
         if !self.finished {
             self.finished = true;
-            self.outbox.clear();
-            self.pending.push_back(ModelEvent::Closed { error });
+            self.proto.outbox.clear();
+            self.proto.pending.push_back(ModelEvent::Closed { error });
         }
     }
 
     /// Writes queued messages until the socket pushes back.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<(), tungstenite::Error> {
         let mut wrote = false;
-        while !self.outbox.is_empty() {
+        while !self.proto.outbox.is_empty() {
             match Pin::new(&mut self.ws).poll_ready(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Err(e),
                 Poll::Pending => return Ok(()),
             }
-            let Some(message) = self.outbox.pop_front() else {
+            let Some(message) = self.proto.outbox.pop_front() else {
                 break;
             };
-            self.outbox_bytes = self.outbox_bytes.saturating_sub(message.len());
+            self.proto.outbox_bytes = self.proto.outbox_bytes.saturating_sub(message.len());
             Pin::new(&mut self.ws).start_send(message)?;
             wrote = true;
         }
-        if wrote || self.outbox.is_empty() {
-            if let Poll::Ready(Err(e)) = Pin::new(&mut self.ws).poll_flush(cx) {
-                return Err(e);
+        // Flush once per batch, and again only while a flush is unfinished.
+        self.flush_pending |= wrote;
+        if self.flush_pending {
+            match Pin::new(&mut self.ws).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.flush_pending = false,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => {}
             }
         }
         Ok(())
@@ -931,9 +1014,11 @@ impl OpenAIConnection {
                     return;
                 }
             } else {
-                self.pong_due = Some(Instant::now() + self.config.ping_timeout);
+                self.pong_due = Some(Instant::now() + self.proto.config.ping_timeout);
             }
-            self.outbox.push_back(Message::Ping(Default::default()));
+            self.proto
+                .outbox
+                .push_back(Message::Ping(Default::default()));
         }
     }
 }
@@ -982,19 +1067,19 @@ impl RealtimeConnection for OpenAIConnection {
         if self.finished || self.closing {
             return Err(Error::SessionClosed);
         }
-        if self.outbox_bytes > self.config.max_send_queue {
+        if self.proto.outbox_bytes > self.proto.config.max_send_queue {
             return Err(Error::Protocol(format!(
                 "send queue over {} bytes: the server is not reading",
-                self.config.max_send_queue
+                self.proto.config.max_send_queue
             )));
         }
-        self.command(command);
+        self.proto.command(command);
         Ok(())
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<ModelEvent>> {
         loop {
-            if let Some(event) = self.pending.pop_front() {
+            if let Some(event) = self.proto.pending.pop_front() {
                 return Poll::Ready(Some(event));
             }
             if self.finished {
@@ -1008,15 +1093,19 @@ impl RealtimeConnection for OpenAIConnection {
             match Pin::new(&mut self.ws).poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(message))) => match message {
-                    Message::Text(text) => self.on_text(text),
+                    Message::Text(text) => self.proto.on_text(text),
                     Message::Pong(_) => self.pong_due = None,
                     Message::Close(frame) => {
                         let error = (!self.closing).then(|| close_error(frame));
                         self.finish(error);
                     }
-                    Message::Binary(_) => self.pending.push_back(ModelEvent::Error(
-                        Error::Protocol("unexpected binary frame from the server".into()),
-                    )),
+                    Message::Binary(_) => {
+                        self.proto
+                            .pending
+                            .push_back(ModelEvent::Error(Error::Protocol(
+                                "unexpected binary frame from the server".into(),
+                            )))
+                    }
                     Message::Ping(_) | Message::Frame(_) => {}
                 },
                 Poll::Ready(Some(Err(e))) => {
@@ -1050,11 +1139,11 @@ impl RealtimeConnection for OpenAIConnection {
         if self.finished {
             return Poll::Ready(());
         }
-        if !self.outbox.is_empty() {
+        if !self.proto.outbox.is_empty() {
             if self.poll_write(cx).is_err() {
                 return Poll::Ready(());
             }
-            if !self.outbox.is_empty() {
+            if !self.proto.outbox.is_empty() {
                 return Poll::Pending;
             }
         }
@@ -1202,6 +1291,60 @@ fn wire_items(item: RealtimeItem) -> Vec<Item> {
                 items.push(Item::function_call_output(t.call_id, output));
             }
             items
+        }
+    }
+}
+
+/// Benchmark hooks: the OpenAI transport's frame handling without a socket. Not a stable API;
+/// `benches/session.rs` uses it to time the decode and encode steps alone.
+#[doc(hidden)]
+pub mod bench {
+    use super::*;
+
+    /// The protocol state of one connection.
+    ///
+    /// ```
+    /// use realtime_agents::model::{ModelCommand, ModelEvent, bench::Wire};
+    /// let mut wire = Wire::new();
+    /// let frame = r#"{"type":"response.output_audio.delta","event_id":"e","response_id":"r","item_id":"i","output_index":0,"content_index":0,"delta":"AAAA"}"#;
+    /// let mut events = Vec::new();
+    /// wire.decode(frame.into(), &mut events);
+    /// assert!(matches!(&events[1], ModelEvent::Audio { data, .. } if data.len() == 3));
+    /// let bytes = wire.encode(ModelCommand::Audio { audio: vec![0u8; 960].into(), commit: false });
+    /// assert_eq!(bytes, 1280 + 47);
+    /// ```
+    #[derive(Debug)]
+    pub struct Wire(Protocol);
+
+    impl Default for Wire {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    impl Wire {
+        /// A fresh connection's state.
+        pub fn new() -> Self {
+            let model = OpenAIRealtimeWebSocketModel::builder()
+                .url("ws://127.0.0.1:1/v1/realtime")
+                .build();
+            Self(Protocol::new(model.config))
+        }
+
+        /// Handles one server text frame as a connection does; its events go to `out`.
+        pub fn decode(&mut self, frame: tungstenite::Utf8Bytes, out: &mut Vec<ModelEvent>) {
+            self.0.on_text(frame);
+            out.extend(self.0.pending.drain(..));
+        }
+
+        /// Handles one command as a connection does and drops the frames it queued; returns
+        /// their total size.
+        pub fn encode(&mut self, command: ModelCommand) -> usize {
+            self.0.command(command);
+            let bytes = self.0.outbox_bytes;
+            self.0.outbox.clear();
+            self.0.outbox_bytes = 0;
+            bytes
         }
     }
 }

@@ -1,22 +1,25 @@
 //! One accepted TCP connection: the WebSocket handshake (auth, subprotocols, model) and the
 //! select loop that feeds [`ConnectionState`] and writes its events.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use super::state::{ConnectionState, Due};
+use super::state::{ConnectionState, Due, Events};
 
 const DEFAULT_MODEL: &str = "gpt-realtime";
 const KEY_PROTOCOL_PREFIX: &str = "openai-insecure-api-key.";
@@ -110,6 +113,14 @@ fn check_request(
     Ok(response)
 }
 
+/// Small read buffers: tungstenite zero-fills the free part of its read buffer before every
+/// read, and a client event is rarely over a few kilobytes. Writes are batched up to a flush.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(8 << 10)
+        .write_buffer_size(64 << 10)
+}
+
 async fn wait_for(due: Option<Due>) {
     match due {
         Some(Due::Now) => tokio::task::yield_now().await,
@@ -129,7 +140,7 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, cancel: Cancel
     };
     let ws = tokio::select! {
         _ = cancel.cancelled() => return,
-        ws = tokio_tungstenite::accept_hdr_async(stream, callback) => match ws {
+        ws = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config())) => match ws {
             Ok(ws) => ws,
             Err(e) => {
                 tracing::debug!("simulator: handshake failed: {e}");
@@ -142,15 +153,20 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, cancel: Cancel
     tracing::debug!("simulator: connection {connection} accepted (model {model})");
     let (mut sink, mut source) = ws.split();
     let (mut state, created) = ConnectionState::new(&model, shared.speed);
-    let mut out = vec![created];
+    let mut out = Events::default();
+    out.push(created);
     let mut sent = 0u64;
+    let mut event_id = String::new();
     loop {
         if !out.is_empty() {
-            for mut event in out.drain(..) {
+            for event in out.0.drain(..) {
                 sent += 1;
-                event["event_id"] = Value::from(format!("event_{sent}"));
+                event_id.clear();
+                let _ = write!(event_id, "event_{sent}");
+                let stamp = shared.stamp_audio.then(unix_micros);
+                let text = event.render(&event_id, stamp);
                 if sink
-                    .feed(Message::Text(Utf8Bytes::from(event.to_string())))
+                    .feed(Message::Text(Utf8Bytes::from(text)))
                     .await
                     .is_err()
                 {
@@ -170,19 +186,7 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, cancel: Cancel
                 return;
             }
             message = source.next() => match message {
-                Some(Ok(Message::Text(text))) => match serde_json::from_str::<Value>(text.as_str()) {
-                    Ok(value) => {
-                        shared.record(value.clone());
-                        state.on_client_event(&value, &mut out);
-                    }
-                    Err(e) => out.push(json!({"type": "error", "error": {
-                        "type": "invalid_request_error",
-                        "code": "invalid_json",
-                        "message": format!("The server could not parse the JSON of the event: {e}."),
-                        "param": null,
-                        "event_id": null,
-                    }})),
-                },
+                Some(Ok(Message::Text(text))) => on_text(&text, &shared, &mut state, &mut out),
                 Some(Ok(Message::Binary(_))) => out.push(json!({"type": "error", "error": {
                     "type": "invalid_request_error",
                     "code": "invalid_json",
@@ -199,10 +203,70 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, cancel: Cancel
                 }
                 None => return,
             },
-            _ = wait_for(due), if due.is_some() => state.advance(&mut out),
+            _ = wait_for(due), if due.is_some() => {
+                state.advance(&mut out);
+                // Paced: everything due by now goes out in one write.
+                let now = Instant::now();
+                while let Some(Due::At(at)) = state.next_due() {
+                    if at > now {
+                        break;
+                    }
+                    state.advance(&mut out);
+                }
+            }
             _ = tokio::time::sleep_until(idle.unwrap_or_else(Instant::now)), if idle.is_some() => {
                 state.on_idle_timeout(&mut out);
             }
         }
+    }
+}
+
+/// Microseconds since the Unix epoch (the clock every process on the machine shares).
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or_default()
+}
+
+/// The fields of a client event that the audio hot path needs, borrowed from the frame.
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    audio: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    event_id: Option<Cow<'a, str>>,
+}
+
+/// Handles one client text frame.
+fn on_text(text: &str, shared: &Shared, state: &mut ConnectionState, out: &mut Events) {
+    if !shared.record {
+        // Audio appends skip the JSON tree: they are most of what a voice client sends.
+        if let Ok(Peek {
+            kind,
+            audio: Some(audio),
+            event_id,
+        }) = serde_json::from_str::<Peek<'_>>(text)
+        {
+            if kind == "input_audio_buffer.append" {
+                state.on_append(&audio, event_id.as_deref(), out);
+                return;
+            }
+        }
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(value) => {
+            state.on_client_event(&value, out);
+            shared.record(value);
+        }
+        Err(e) => out.push(json!({"type": "error", "error": {
+            "type": "invalid_request_error",
+            "code": "invalid_json",
+            "message": format!("The server could not parse the JSON of the event: {e}."),
+            "param": null,
+            "event_id": null,
+        }})),
     }
 }

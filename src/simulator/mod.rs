@@ -140,6 +140,7 @@ use crate::Error;
 pub(crate) struct Shared {
     speed: f64,
     record: bool,
+    stamp_audio: bool,
     api_key: Option<String>,
     events: Mutex<Vec<Value>>,
     connections: AtomicUsize,
@@ -263,6 +264,7 @@ pub struct SimulatorBuilder {
     speed: f64,
     api_key: Option<String>,
     record: bool,
+    stamp_audio: bool,
 }
 
 impl Default for SimulatorBuilder {
@@ -272,6 +274,7 @@ impl Default for SimulatorBuilder {
             speed: 1.0,
             api_key: None,
             record: true,
+            stamp_audio: false,
         }
     }
 }
@@ -310,6 +313,24 @@ impl SimulatorBuilder {
         self
     }
 
+    /// For load tests: writes the send time over the first 12 bytes of every audio delta
+    /// (default `false`), so that a client can tell how long the delta took to reach it with
+    /// [`audio_stamp`]. The stamp is taken as the frame is handed to the socket. The audio is
+    /// otherwise unchanged (the stamp replaces 6 samples of PCM16, a click).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> realtime_agents::Result<()> {
+    /// use realtime_agents::simulator::Simulator;
+    /// let sim = Simulator::builder().stamp_audio(true).record_client_events(false).start().await?;
+    /// # drop(sim); Ok(())
+    /// # }
+    /// ```
+    pub fn stamp_audio(mut self, stamp: bool) -> Self {
+        self.stamp_audio = stamp;
+        self
+    }
+
     /// Binds the address and starts serving.
     ///
     /// Fails with [`Error::Connect`] if the address cannot be bound.
@@ -325,6 +346,7 @@ impl SimulatorBuilder {
         let shared = Arc::new(Shared {
             speed: self.speed,
             record: self.record,
+            stamp_audio: self.stamp_audio,
             api_key: self.api_key,
             events: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
@@ -339,6 +361,28 @@ impl SimulatorBuilder {
             task: Some(task),
         })
     }
+}
+
+/// The send time a simulator started with [`SimulatorBuilder::stamp_audio`] wrote into an
+/// audio delta's bytes, or `None` for unstamped audio.
+///
+/// ```
+/// use realtime_agents::simulator::audio_stamp;
+/// let mut pcm = vec![0u8; 960];
+/// assert_eq!(audio_stamp(&pcm), None);
+/// pcm[..8].copy_from_slice(&1_700_000_000_000_000u64.to_le_bytes());
+/// pcm[8..12].copy_from_slice(b"RTA1");
+/// let sent = audio_stamp(&pcm).unwrap();
+/// assert_eq!(sent.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(), 1_700_000_000);
+/// ```
+pub fn audio_stamp(audio: &[u8]) -> Option<std::time::SystemTime> {
+    let head = audio.get(..state::STAMP_LEN)?;
+    if head[8..] != state::STAMP_MAGIC {
+        return None;
+    }
+    let mut micros = [0u8; 8];
+    micros.copy_from_slice(&head[..8]);
+    std::time::UNIX_EPOCH.checked_add(Duration::from_micros(u64::from_le_bytes(micros)))
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {

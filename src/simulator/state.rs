@@ -4,7 +4,8 @@
 //! timer) produces the server events to send, in order. `connection.rs` owns the socket,
 //! the clock and the event ids.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
@@ -29,6 +30,190 @@ pub(crate) enum Due {
     Now,
     /// Paced: at this instant.
     At(Instant),
+}
+
+/// Speech synthesized and encoded once, shared by every response (on any connection) that
+/// says the same words in the same voice and format.
+#[derive(Debug)]
+pub(crate) struct Speech {
+    /// Word start (ms) and word, as the synthesizer placed them.
+    words: Vec<(f64, String)>,
+    /// The audio in the output format, padded to whole 20 ms frames.
+    audio: Vec<u8>,
+    /// Bytes per delta.
+    chunk_bytes: usize,
+    /// The base64 of each delta, concatenated.
+    b64: String,
+    /// Delta `k` is `b64[offsets[k]..offsets[k + 1]]`.
+    offsets: Vec<usize>,
+}
+
+impl Speech {
+    fn new(text: &str, voice: &str, format: AudioFormat) -> Self {
+        let mut utterance = speech::synthesize(text, voice, format.sample_rate());
+        // Whole 20 ms frames, so every delta has the same size.
+        let frame = (format.sample_rate() / 50) as usize;
+        let padded = utterance.samples.len().div_ceil(frame) * frame;
+        utterance.samples.resize(padded, 0);
+        let audio = encode_audio(&utterance.samples, format);
+        let chunk_bytes = format.ms_to_bytes(DELTA_MS as u64).max(1);
+        let mut b64 =
+            String::with_capacity(audio.len().div_ceil(3) * 4 + 4 * audio.len() / chunk_bytes);
+        let mut offsets = vec![0];
+        for chunk in audio.chunks(chunk_bytes) {
+            BASE64.encode_string(chunk, &mut b64);
+            offsets.push(b64.len());
+        }
+        Self {
+            words: utterance.words,
+            audio,
+            chunk_bytes,
+            b64,
+            offsets,
+        }
+    }
+
+    /// The cached speech for these words, voice and format (synthesized on first use).
+    fn cached(text: &str, voice: &str, format: AudioFormat) -> Arc<Speech> {
+        type Key = (String, String, u32, u8);
+        static CACHE: LazyLock<Mutex<HashMap<Key, Arc<Speech>>>> =
+            LazyLock::new(|| Mutex::new(HashMap::new()));
+        let kind = match format {
+            AudioFormat::Pcm16 { .. } => 0,
+            AudioFormat::G711Ulaw => 1,
+            AudioFormat::G711Alaw => 2,
+        };
+        let key = (
+            text.to_owned(),
+            voice.to_owned(),
+            format.sample_rate(),
+            kind,
+        );
+        if let Some(hit) = CACHE.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return hit.clone();
+        }
+        // Synthesize outside the lock; a concurrent miss does the work twice, harmlessly.
+        let speech = Arc::new(Speech::new(text, voice, format));
+        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= 16 {
+            cache.clear();
+        }
+        cache.insert(key, speech.clone());
+        speech
+    }
+
+    fn chunks(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// Delta `k`'s audio bytes.
+    fn chunk(&self, k: usize) -> &[u8] {
+        let from = k * self.chunk_bytes;
+        &self.audio[from..(from + self.chunk_bytes).min(self.audio.len())]
+    }
+
+    /// Delta `k`'s audio in base64.
+    fn chunk_b64(&self, k: usize) -> &str {
+        &self.b64[self.offsets[k]..self.offsets[k + 1]]
+    }
+}
+
+/// The marker after the send time in a stamped audio delta.
+pub(crate) const STAMP_MAGIC: [u8; 4] = *b"RTA1";
+/// Bytes of a stamp: the send time (µs since the Unix epoch, u64 LE) and [`STAMP_MAGIC`].
+pub(crate) const STAMP_LEN: usize = 12;
+
+/// One server event to send.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// Any event, as JSON (its `event_id` is set when sent).
+    Json(Value),
+    /// A `response.output_audio.delta`, rendered straight from pre-encoded speech.
+    AudioDelta {
+        response_id: String,
+        item_id: String,
+        output_index: usize,
+        speech: Arc<Speech>,
+        chunk: usize,
+    },
+}
+
+impl Outgoing {
+    /// The frame's text. `stamp`: the send time, written over the audio's first bytes.
+    pub(crate) fn render(&self, event_id: &str, stamp: Option<u64>) -> String {
+        match self {
+            Outgoing::Json(value) => {
+                let mut value = value.clone();
+                value["event_id"] = Value::from(event_id);
+                value.to_string()
+            }
+            Outgoing::AudioDelta {
+                response_id,
+                item_id,
+                output_index,
+                speech,
+                chunk,
+            } => {
+                use std::fmt::Write as _;
+                let b64 = speech.chunk_b64(*chunk);
+                let mut text = String::with_capacity(b64.len() + 192);
+                // The ids are the simulator's own (`resp_N`, `item_N`): nothing to escape.
+                let _ = write!(
+                    text,
+                    r#"{{"type":"response.output_audio.delta","event_id":"{event_id}","response_id":"{response_id}","item_id":"{item_id}","output_index":{output_index},"content_index":0,"delta":""#
+                );
+                let raw = speech.chunk(*chunk);
+                match stamp {
+                    Some(micros) if raw.len() >= STAMP_LEN => {
+                        let mut head = [0u8; STAMP_LEN];
+                        head[..8].copy_from_slice(&micros.to_le_bytes());
+                        head[8..].copy_from_slice(&STAMP_MAGIC);
+                        BASE64.encode_string(head, &mut text);
+                        // 12 bytes are 16 base64 characters: the rest encodes unchanged.
+                        text.push_str(&b64[STAMP_LEN / 3 * 4..]);
+                    }
+                    _ => text.push_str(b64),
+                }
+                text.push_str("\"}");
+                text
+            }
+        }
+    }
+
+    /// The event as JSON (without `event_id`).
+    #[cfg(test)]
+    fn to_value(&self) -> Value {
+        match self {
+            Outgoing::Json(value) => value.clone(),
+            other => {
+                let mut value: Value =
+                    serde_json::from_str(&other.render("", None)).unwrap_or_default();
+                if let Some(map) = value.as_object_mut() {
+                    map.remove("event_id");
+                }
+                value
+            }
+        }
+    }
+}
+
+/// The events an input produced, in order.
+#[derive(Debug, Default)]
+pub(crate) struct Events(pub(crate) Vec<Outgoing>);
+
+impl Events {
+    pub(crate) fn push(&mut self, event: Value) {
+        self.0.push(Outgoing::Json(event));
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    #[cfg(test)]
+    fn values(&self) -> Vec<Value> {
+        self.0.iter().map(Outgoing::to_value).collect()
+    }
 }
 
 #[derive(Debug)]
@@ -173,13 +358,18 @@ impl InputAudio {
     fn append(&mut self, bytes: &[u8]) {
         match self.format {
             AudioFormat::Pcm16 { .. } => {
-                let mut data = Vec::with_capacity(bytes.len() + 1);
-                data.extend(self.carry.take());
-                data.extend_from_slice(bytes);
-                let mut pairs = data.chunks_exact(2);
+                let mut bytes = bytes;
+                if let (Some(low), Some((&high, rest))) = (self.carry, bytes.split_first()) {
+                    self.samples.push(i16::from_le_bytes([low, high]));
+                    self.carry = None;
+                    bytes = rest;
+                }
+                let mut pairs = bytes.chunks_exact(2);
                 self.samples
                     .extend(pairs.by_ref().map(|p| i16::from_le_bytes([p[0], p[1]])));
-                self.carry = pairs.remainder().first().copied();
+                if let Some(&odd) = pairs.remainder().first() {
+                    self.carry = Some(odd);
+                }
             }
             AudioFormat::G711Ulaw => self
                 .samples
@@ -246,9 +436,11 @@ impl InputAudio {
             }
         }
         if self.speech.is_none() {
-            // Keep a little history for the next utterance's prefix padding.
+            // Keep a little history for the next utterance's prefix padding; drop the rest
+            // once it is as long again (not on every append: that would move a second of
+            // audio every 20 ms).
             let keep = prefix.max(self.rate());
-            if self.analysed > self.start + keep {
+            if self.analysed > self.start + 2 * keep {
                 let cut = (self.analysed - keep - self.start) as usize;
                 self.samples.drain(..cut);
                 self.start += cut as u64;
@@ -274,8 +466,8 @@ struct MessagePlan {
     output_index: usize,
     /// Word start (ms) and its delta text.
     words: Vec<(f64, String)>,
-    audio: Vec<u8>,
-    chunk_bytes: usize,
+    /// The audio, for audio responses.
+    speech: Option<Arc<Speech>>,
     started: bool,
     finished: bool,
     words_sent: usize,
@@ -329,6 +521,8 @@ pub(crate) struct ConnectionState {
     produced_audio: bool,
     idle_deadline: Option<Instant>,
     last_input_tokens: u64,
+    /// Reused buffer for decoding audio appends.
+    scratch: Vec<u8>,
 }
 
 fn error_event(
@@ -375,8 +569,29 @@ fn encode_audio(samples: &[i16], format: AudioFormat) -> Vec<u8> {
     }
 }
 
-/// What the simulator makes of user audio.
+/// What the simulator makes of user audio. Transcripts are cached by the audio's hash: load
+/// tests send the same utterances on many connections, and decoding is the costly part.
 fn transcribe(samples: &[i16], rate: u32) -> String {
+    use std::hash::{Hash, Hasher};
+    type Key = (u64, usize, u32);
+    static CACHE: LazyLock<Mutex<HashMap<Key, String>>> =
+        LazyLock::new(|| Mutex::new(HashMap::new()));
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    samples.hash(&mut hasher);
+    let key = (hasher.finish(), samples.len(), rate);
+    if let Some(hit) = CACHE.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return hit.clone();
+    }
+    let text = transcribe_uncached(samples, rate);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.len() >= 256 {
+        cache.clear();
+    }
+    cache.insert(key, text.clone());
+    text
+}
+
+fn transcribe_uncached(samples: &[i16], rate: u32) -> String {
     speech::decode_text(samples, rate).unwrap_or_else(|| {
         format!(
             "({:.1} seconds of audio)",
@@ -413,6 +628,7 @@ impl ConnectionState {
             produced_audio: false,
             idle_deadline: None,
             last_input_tokens: 0,
+            scratch: Vec::new(),
         };
         (state, created)
     }
@@ -456,7 +672,7 @@ impl ConnectionState {
     }
 
     /// Handles one text frame from the client.
-    pub(crate) fn on_client_event(&mut self, value: &Value, out: &mut Vec<Value>) {
+    pub(crate) fn on_client_event(&mut self, value: &Value, out: &mut Events) {
         let event_id = value.get("event_id").and_then(Value::as_str);
         let kind = match value.get("type") {
             Some(Value::String(kind)) => kind.as_str(),
@@ -519,7 +735,7 @@ impl ConnectionState {
         }
     }
 
-    fn session_update(&mut self, value: &Value, out: &mut Vec<Value>) -> Result<(), Rejection> {
+    fn session_update(&mut self, value: &Value, out: &mut Events) -> Result<(), Rejection> {
         let merged =
             session_config::apply_update(&self.session, value.get("session"), self.produced_audio)?;
         let old_format = self.session["audio"]["input"]["format"].clone();
@@ -543,15 +759,32 @@ impl ConnectionState {
         Ok(())
     }
 
-    fn append(&mut self, value: &Value, out: &mut Vec<Value>) -> Result<(), Rejection> {
+    fn append(&mut self, value: &Value, out: &mut Events) -> Result<(), Rejection> {
         let audio = value
             .get("audio")
             .and_then(Value::as_str)
             .ok_or_else(|| missing("audio"))?;
-        let bytes = BASE64
-            .decode(audio)
+        self.append_base64(audio, out)
+    }
+
+    /// An `input_audio_buffer.append` whose `audio` the connection read without building a JSON
+    /// tree (the hot path of a voice session).
+    pub(crate) fn on_append(&mut self, audio: &str, event_id: Option<&str>, out: &mut Events) {
+        if let Err((code, message, param)) = self.append_base64(audio, out) {
+            out.push(error_event(code, message, param, event_id));
+        }
+    }
+
+    fn append_base64(&mut self, audio: &str, out: &mut Events) -> Result<(), Rejection> {
+        let mut bytes = std::mem::take(&mut self.scratch);
+        bytes.clear();
+        let decoded = BASE64.decode_vec(audio, &mut bytes);
+        if decoded.is_ok() {
+            self.input.append(&bytes);
+        }
+        self.scratch = bytes;
+        decoded
             .map_err(|e| invalid("audio", format!("Invalid 'audio': not valid base64 ({e}).")))?;
-        self.input.append(&bytes);
         let Some(vad) = self.vad() else {
             return Ok(());
         };
@@ -594,7 +827,7 @@ impl ConnectionState {
         Ok(())
     }
 
-    fn commit(&mut self, out: &mut Vec<Value>) -> Result<(), Rejection> {
+    fn commit(&mut self, out: &mut Events) -> Result<(), Rejection> {
         let buffered = self.input.buffered_ms();
         if buffered < 100.0 {
             return Err((
@@ -621,7 +854,7 @@ impl ConnectionState {
         item_id: String,
         samples: &[i16],
         idle: bool,
-        out: &mut Vec<Value>,
+        out: &mut Events,
     ) {
         let previous = self.last_item_id();
         out.push(json!({
@@ -666,7 +899,7 @@ impl ConnectionState {
     }
 
     /// The idle timeout fired.
-    pub(crate) fn on_idle_timeout(&mut self, out: &mut Vec<Value>) {
+    pub(crate) fn on_idle_timeout(&mut self, out: &mut Events) {
         self.idle_deadline = None;
         let Some(vad) = self.vad() else {
             return;
@@ -822,7 +1055,7 @@ impl ConnectionState {
         stored
     }
 
-    fn item_create(&mut self, value: &Value, out: &mut Vec<Value>) -> Result<(), Rejection> {
+    fn item_create(&mut self, value: &Value, out: &mut Events) -> Result<(), Rejection> {
         let item = value.get("item").ok_or_else(|| missing("item"))?;
         Self::validate_item(item)?;
         if let Some(id) = item.get("id").and_then(Value::as_str) {
@@ -873,7 +1106,7 @@ impl ConnectionState {
             .ok_or_else(|| missing(field))
     }
 
-    fn item_retrieve(&mut self, value: &Value, out: &mut Vec<Value>) -> Result<(), Rejection> {
+    fn item_retrieve(&mut self, value: &Value, out: &mut Events) -> Result<(), Rejection> {
         let id = Self::required_item(value, "item_id")?;
         let index = self.find(id).ok_or_else(|| {
             (
@@ -888,7 +1121,7 @@ impl ConnectionState {
         Ok(())
     }
 
-    fn item_delete(&mut self, value: &Value, out: &mut Vec<Value>) -> Result<(), Rejection> {
+    fn item_delete(&mut self, value: &Value, out: &mut Events) -> Result<(), Rejection> {
         let id = Self::required_item(value, "item_id")?.to_string();
         let index = self.find(&id).ok_or_else(|| {
             (
@@ -902,7 +1135,7 @@ impl ConnectionState {
         Ok(())
     }
 
-    fn item_truncate(&mut self, value: &Value, out: &mut Vec<Value>) -> Result<(), Rejection> {
+    fn item_truncate(&mut self, value: &Value, out: &mut Events) -> Result<(), Rejection> {
         let id = Self::required_item(value, "item_id")?.to_string();
         let content_index = value
             .get("content_index")
@@ -991,7 +1224,7 @@ impl ConnectionState {
         Ok(())
     }
 
-    fn response_create(&mut self, value: &Value, out: &mut Vec<Value>) -> Result<(), Rejection> {
+    fn response_create(&mut self, value: &Value, out: &mut Events) -> Result<(), Rejection> {
         if let Some(r) = &self.response {
             return Err((
                 "conversation_already_has_active_response",
@@ -1083,7 +1316,7 @@ impl ConnectionState {
         }
     }
 
-    fn response_cancel(&mut self, value: &Value, out: &mut Vec<Value>) -> Result<(), Rejection> {
+    fn response_cancel(&mut self, value: &Value, out: &mut Events) -> Result<(), Rejection> {
         let wanted = value.get("response_id").and_then(Value::as_str);
         match &self.response {
             Some(r) if wanted.is_none_or(|w| w == r.id) => {
@@ -1098,7 +1331,7 @@ impl ConnectionState {
         }
     }
 
-    fn start_response(&mut self, params: Option<&Value>, out: &mut Vec<Value>) {
+    fn start_response(&mut self, params: Option<&Value>, out: &mut Events) {
         self.start_response_with(params, None, out);
     }
 
@@ -1106,7 +1339,7 @@ impl ConnectionState {
         &mut self,
         params: Option<&Value>,
         turns: Option<Vec<Turn>>,
-        out: &mut Vec<Value>,
+        out: &mut Events,
     ) {
         let param = |key: &str| params.and_then(|p| p.get(key)).filter(|v| !v.is_null());
         let session = &self.session;
@@ -1203,21 +1436,15 @@ impl ConnectionState {
         match plan {
             Plan::Speak(text) => {
                 let item_id = self.item_id();
-                let (words, audio_bytes, chunk_bytes) = if audio {
-                    let mut utterance =
-                        speech::synthesize(&text, &voice_name, format.sample_rate());
-                    // Whole 20 ms frames, so every delta has the same size.
-                    let frame = (format.sample_rate() / 50) as usize;
-                    let padded = utterance.samples.len().div_ceil(frame) * frame;
-                    utterance.samples.resize(padded, 0);
-                    let bytes = encode_audio(&utterance.samples, format);
-                    (utterance.words, bytes, format.ms_to_bytes(DELTA_MS as u64))
+                let (words, speech) = if audio {
+                    let speech = Speech::cached(&text, &voice_name, format);
+                    (speech.words.clone(), Some(speech))
                 } else {
                     let words = text
                         .split_whitespace()
                         .map(|w| (0.0, w.to_string()))
                         .collect();
-                    (words, Vec::new(), 1)
+                    (words, None)
                 };
                 let words: Vec<(f64, String)> = words
                     .into_iter()
@@ -1232,8 +1459,8 @@ impl ConnectionState {
                     })
                 };
                 let mut chars = 0;
-                if audio {
-                    let chunks = audio_bytes.len().div_ceil(chunk_bytes);
+                if let Some(speech) = &speech {
+                    let chunks = speech.chunks();
                     let mut next_word = 0;
                     let mut sent = 0;
                     for k in 0..chunks {
@@ -1280,8 +1507,7 @@ impl ConnectionState {
                     item_id,
                     output_index: 0,
                     words,
-                    audio: audio_bytes,
-                    chunk_bytes,
+                    speech,
                     started: false,
                     finished: false,
                     words_sent: 0,
@@ -1374,7 +1600,7 @@ impl ConnectionState {
     }
 
     /// Runs the active response's next step.
-    pub(crate) fn advance(&mut self, out: &mut Vec<Value>) {
+    pub(crate) fn advance(&mut self, out: &mut Events) {
         let Some(step) = self
             .response
             .as_mut()
@@ -1424,13 +1650,20 @@ impl ConnectionState {
                 }
             }
             Step::Audio(k) => {
-                if let Some(m) = r.message.as_mut() {
-                    let from = k * m.chunk_bytes;
-                    let to = (from + m.chunk_bytes).min(m.audio.len());
-                    m.audio_sent = to;
+                if let Some((m, speech)) = r
+                    .message
+                    .as_mut()
+                    .and_then(|m| m.speech.clone().map(|s| (m, s)))
+                {
+                    m.audio_sent = k * speech.chunk_bytes + speech.chunk(k).len();
                     self.produced_audio = true;
-                    out.push(json!({"type": "response.output_audio.delta", "response_id": rid, "item_id": m.item_id,
-                        "output_index": m.output_index, "content_index": 0, "delta": BASE64.encode(&m.audio[from..to])}));
+                    out.0.push(Outgoing::AudioDelta {
+                        response_id: rid.clone(),
+                        item_id: m.item_id.clone(),
+                        output_index: m.output_index,
+                        speech,
+                        chunk: k,
+                    });
                 }
             }
             Step::MessageEnd => {
@@ -1485,7 +1718,7 @@ impl ConnectionState {
     }
 
     /// Ends the response's message (completed, or incomplete when cancelled).
-    fn finish_message(&mut self, r: &mut Response, status: &str, out: &mut Vec<Value>) {
+    fn finish_message(&mut self, r: &mut Response, status: &str, out: &mut Events) {
         let rid = r.id.clone();
         let Some(m) = r.message.as_mut().filter(|m| m.started && !m.finished) else {
             return;
@@ -1538,13 +1771,7 @@ impl ConnectionState {
         }
     }
 
-    fn finish_response(
-        &mut self,
-        mut r: Response,
-        status: &str,
-        details: Value,
-        out: &mut Vec<Value>,
-    ) {
+    fn finish_response(&mut self, mut r: Response, status: &str, details: Value, out: &mut Events) {
         let (text_tokens, audio_tokens) = match &r.message {
             Some(m) => (
                 tokens_for_text(&m.text_sent),
@@ -1603,7 +1830,7 @@ impl ConnectionState {
     }
 
     /// Cancels the active response (`reason`: `client_cancelled` or `turn_detected`).
-    fn cancel_response(&mut self, reason: &str, out: &mut Vec<Value>) {
+    fn cancel_response(&mut self, reason: &str, out: &mut Events) {
         let Some(mut r) = self.response.take() else {
             return;
         };
@@ -1622,9 +1849,17 @@ mod tests {
     use super::*;
 
     fn run_to_end(state: &mut ConnectionState, out: &mut Vec<Value>) {
+        let mut events = Events::default();
         while state.next_due().is_some() {
-            state.advance(out);
+            state.advance(&mut events);
         }
+        out.extend(events.values());
+    }
+
+    fn client(state: &mut ConnectionState, event: &Value, out: &mut Vec<Value>) {
+        let mut events = Events::default();
+        state.on_client_event(event, &mut events);
+        out.extend(events.values());
     }
 
     fn types(events: &[Value]) -> Vec<&str> {
@@ -1639,12 +1874,13 @@ mod tests {
         let (mut state, created) = ConnectionState::new("gpt-realtime", 0.0);
         assert_eq!(created["session"]["audio"]["output"]["voice"], "alloy");
         let mut out = Vec::new();
-        state.on_client_event(
+        client(
+            &mut state,
             &json!({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
                 "content": [{"type": "input_text", "text": "Hello there"}]}}),
             &mut out,
         );
-        state.on_client_event(&json!({"type": "response.create"}), &mut out);
+        client(&mut state, &json!({"type": "response.create"}), &mut out);
         run_to_end(&mut state, &mut out);
         let t = types(&out);
         assert_eq!(
@@ -1672,18 +1908,21 @@ mod tests {
             .sum();
         let total_ms = audio_bytes / 48;
         out.clear();
-        state.on_client_event(
+        client(
+            &mut state,
             &json!({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0, "audio_end_ms": total_ms + 1, "event_id": "e1"}),
             &mut out,
         );
         assert_eq!(out[0]["error"]["code"], "invalid_value");
         assert_eq!(out[0]["error"]["event_id"], "e1");
-        state.on_client_event(
+        client(
+            &mut state,
             &json!({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0, "audio_end_ms": 1000}),
             &mut out,
         );
         assert_eq!(out[1]["type"], "conversation.item.truncated");
-        state.on_client_event(
+        client(
+            &mut state,
             &json!({"type": "conversation.item.retrieve", "item_id": item_id}),
             &mut out,
         );
@@ -1699,7 +1938,8 @@ mod tests {
         let (mut state, _) = ConnectionState::new("gpt-realtime", 0.0);
         let mut out = Vec::new();
         for (modalities, limit) in [(json!(["text"]), 8), (json!(["audio"]), 30)] {
-            state.on_client_event(
+            client(
+                &mut state,
                 &json!({"type": "response.create", "response": {"output_modalities": modalities,
                     "max_output_tokens": limit, "conversation": "none"}}),
                 &mut out,
@@ -1730,7 +1970,8 @@ mod tests {
     fn vad_commits_encoded_speech() {
         let (mut state, _) = ConnectionState::new("gpt-realtime", 0.0);
         let mut out = Vec::new();
-        state.on_client_event(
+        client(
+            &mut state,
             &json!({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"],
                 "audio": {"input": {"transcription": {"model": "whisper-1"}}}}}),
             &mut out,
@@ -1740,7 +1981,8 @@ mod tests {
         samples.extend(vec![0i16; 24_000]);
         let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
         for chunk in bytes.chunks(4800) {
-            state.on_client_event(
+            client(
+                &mut state,
                 &json!({"type": "input_audio_buffer.append", "audio": BASE64.encode(chunk)}),
                 &mut out,
             );

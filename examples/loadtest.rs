@@ -1,0 +1,692 @@
+//! Many concurrent voice sessions against the simulator, with the client's cost measured.
+//!
+//! ```text
+//! cargo run --release --example loadtest -- --sessions 500 --seconds 20
+//! cargo run --release --example loadtest -- --sessions 4 --seconds 2       # smoke test
+//! cargo run --release --example loadtest -- --in-process                   # simulator on its own runtime here
+//! cargo run --release --example loadtest -- --url ws://127.0.0.1:8765/v1/realtime
+//! ```
+//!
+//! Each session connects with an agent that has a `get_weather` tool, then streams microphone
+//! audio in real time (20 ms chunks) in a 12-second cycle: it asks for a story (the assistant
+//! streams speech back, paced in real time), interrupts it after a few seconds by asking for the
+//! weather in Paris (server VAD cuts the story, the session truncates it), the tool runs and the
+//! assistant answers, then silence. Sessions start at different points of the cycle.
+//!
+//! By default the simulator runs in a child process (this program with `--serve`, audio
+//! deltas stamped with their send time), so the process measured holds only the client:
+//! sessions, their tasks, the application loops and the microphone pacers. At the end it prints
+//! one JSON line:
+//!
+//! * `sessions`, `seconds`: sessions connected and the length of the measured window;
+//! * `audio_seconds`: audio moved both ways in the window (`chunks_in` + `chunks_out`, 20 ms each);
+//! * `client_cpu_seconds` (`user` + `sys`), `cpu_us_per_chunk` (client CPU / chunks) and
+//!   `cpu_ms_per_stream_second` (client CPU / (sessions × seconds));
+//! * `delay_p50_ms`, `delay_p99_ms`, `delay_max_ms`: from the simulator handing an audio
+//!   delta to its socket to the application receiving the PCM bytes;
+//! * `rss_kib_per_session` (under load) and `rss_idle_kib_per_session` (connected, silent):
+//!   resident memory over the baseline before connecting, divided by sessions;
+//! * `errors`: session errors, failed connects and sessions that ended early. The exit code is 1
+//!   when there were any.
+
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use realtime_agents::model::OpenAIRealtimeWebSocketModel;
+use realtime_agents::simulator::{Simulator, audio_stamp, speech};
+use realtime_agents::{
+    FunctionTool, RealtimeAgent, RealtimeRunner, RealtimeSessionEvent as E, RealtimeSessionHandle,
+};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tokio::sync::{Semaphore, watch};
+
+const USAGE: &str = "usage: loadtest [--sessions N] [--seconds T] [--workers W] [--in-process | --url URL]\n\
+     --sessions    concurrent sessions (default 100)\n\
+     --seconds     measured window after all sessions are connected and streaming (default 10)\n\
+     --warmup      seconds of streaming before the window (default 3)\n\
+     --workers     client runtime worker threads (default 2)\n\
+     --in-process  run the simulator on a separate runtime in this process (RSS then includes it)\n\
+     --url         use a running server (delays need one that stamps audio: sim_server --stamp-audio)\n\
+     --serve       run only the stamping simulator and print its URL (used by the default mode)";
+
+/// 20 ms of PCM16 at 24 kHz.
+const CHUNK_BYTES: usize = 960;
+const CHUNK: Duration = Duration::from_millis(20);
+/// Sessions one microphone pacer task feeds.
+const PACER_GROUP: usize = 64;
+
+#[derive(Debug)]
+struct Args {
+    sessions: usize,
+    seconds: f64,
+    warmup: f64,
+    workers: usize,
+    in_process: bool,
+    url: Option<String>,
+    serve: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        sessions: 100,
+        seconds: 10.0,
+        warmup: 3.0,
+        workers: 2,
+        in_process: false,
+        url: None,
+        serve: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        let bad = |name: &str, e: &dyn std::fmt::Display| format!("bad {name}: {e}");
+        match arg.as_str() {
+            "--sessions" => {
+                args.sessions = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?;
+            }
+            "--seconds" => args.seconds = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
+            "--warmup" => args.warmup = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
+            "--workers" => args.workers = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
+            "--in-process" => args.in_process = true,
+            "--url" => args.url = Some(value(&arg)?),
+            "--serve" => args.serve = true,
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    args.workers = args.workers.max(1);
+    Ok(args)
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) if message.is_empty() => {
+            println!("{USAGE}");
+            return;
+        }
+        Err(message) => {
+            eprintln!("error: {message}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    if args.serve {
+        serve(args.workers);
+        return;
+    }
+    match run(&args) {
+        Ok(report) => {
+            println!("{}", report.json);
+            if report.errors > 0 {
+                std::process::exit(1);
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// `--serve`: the stamping simulator until stdin closes (the parent exited).
+fn serve(workers: usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("sim")
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let sim = Simulator::builder()
+            .stamp_audio(true)
+            .record_client_events(false)
+            .start()
+            .await
+            .expect("simulator");
+        println!("{}", sim.url());
+        let _ = std::io::stdout().flush();
+        let _ = tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            while std::io::stdin().lock().read_line(&mut line).unwrap_or(0) > 0 {
+                line.clear();
+            }
+        })
+        .await;
+        sim.shutdown().await;
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements
+
+/// Delivery delays: 10 µs buckets up to 100 ms, then 1 ms buckets up to 10 s.
+struct Histogram {
+    fine: Vec<AtomicU64>,
+    coarse: Vec<AtomicU64>,
+    max_us: AtomicU64,
+}
+
+impl Histogram {
+    fn new() -> Self {
+        let h = Self {
+            fine: (0..10_000).map(|_| AtomicU64::new(0)).collect(),
+            coarse: (0..10_000).map(|_| AtomicU64::new(0)).collect(),
+            max_us: AtomicU64::new(0),
+        };
+        h.reset();
+        h
+    }
+
+    fn reset(&self) {
+        for b in self.fine.iter().chain(&self.coarse) {
+            b.store(0, Ordering::Relaxed);
+        }
+        self.max_us.store(0, Ordering::Relaxed);
+    }
+
+    fn record(&self, us: u64) {
+        if us < 100_000 {
+            self.fine[(us / 10) as usize].fetch_add(1, Ordering::Relaxed);
+        } else {
+            let i = ((us / 1000) as usize).min(self.coarse.len() - 1);
+            self.coarse[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.max_us.fetch_max(us, Ordering::Relaxed);
+    }
+
+    /// The upper bound of the bucket holding quantile `q`, in ms.
+    fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let counts: Vec<(u64, f64)> = self
+            .fine
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.load(Ordering::Relaxed), (i + 1) as f64 * 0.01))
+            .chain(
+                self.coarse
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| (b.load(Ordering::Relaxed), (i + 1) as f64)),
+            )
+            .collect();
+        let total: u64 = counts.iter().map(|c| c.0).sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        counts.into_iter().find_map(|(n, upper)| {
+            seen += n;
+            (seen >= rank).then_some(upper)
+        })
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    chunks_in: AtomicU64,
+    chunks_out: AtomicU64,
+    unstamped: AtomicU64,
+    tool_calls: AtomicU64,
+    interruptions: AtomicU64,
+    errors: AtomicU64,
+}
+
+struct Stats {
+    counters: Counters,
+    delays: Histogram,
+    printed_errors: AtomicU64,
+}
+
+impl Stats {
+    fn error(&self, what: impl std::fmt::Display) {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        if self.printed_errors.fetch_add(1, Ordering::Relaxed) < 5 {
+            eprintln!("session error: {what}");
+        }
+    }
+}
+
+/// Snapshot of the counters.
+#[derive(Debug, Clone, Copy)]
+struct Snapshot {
+    chunks_in: u64,
+    chunks_out: u64,
+    unstamped: u64,
+    tool_calls: u64,
+    interruptions: u64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> Snapshot {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Snapshot {
+            chunks_in: l(&self.chunks_in),
+            chunks_out: l(&self.chunks_out),
+            unstamped: l(&self.unstamped),
+            tool_calls: l(&self.tool_calls),
+            interruptions: l(&self.interruptions),
+        }
+    }
+}
+
+/// Resident memory of this process, in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// (user, system) CPU seconds of this process.
+fn process_cpu() -> (f64, f64) {
+    // SAFETY: `usage` is a valid, writable rusage.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(usage.ru_utime), secs(usage.ru_stime))
+}
+
+/// (user, system) CPU seconds of this process's threads whose name starts with `prefix`.
+fn threads_cpu(prefix: &str) -> (f64, f64) {
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut total = (0.0, 0.0);
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return total;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with(prefix) {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        // After the name: state is field 3 of stat(5); utime and stime are fields 14 and 15.
+        let get = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok());
+        if let (Some(u), Some(s)) = (get(14), get(15)) {
+            total.0 += u / tick;
+            total.1 += s / tick;
+        }
+    }
+    total
+}
+
+/// CPU seconds (user + system) of another process.
+fn pid_cpu(pid: u32) -> Option<f64> {
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.rfind(')')?;
+    let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+    let u: f64 = fields.get(11)?.parse().ok()?;
+    let s: f64 = fields.get(12)?.parse().ok()?;
+    Some((u + s) / tick)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sessions
+
+#[derive(Deserialize, JsonSchema)]
+struct WeatherArgs {
+    /// The city.
+    city: String,
+}
+
+/// One cycle of microphone audio, as 20 ms chunks.
+fn microphone_cycle() -> Vec<Bytes> {
+    let silence = |ms: usize| vec![0i16; ms * 24];
+    let mut samples = silence(500);
+    samples.extend(speech::encode_text("Tell me a story please"));
+    samples.extend(silence(4_500));
+    samples.extend(speech::encode_text("What's the weather in Paris?"));
+    let cycle = 12_000 * 24;
+    samples.resize(cycle.max(samples.len() + 600 * 24), 0);
+    let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    bytes
+        .chunks(CHUNK_BYTES)
+        .map(|c| {
+            let mut chunk = c.to_vec();
+            chunk.resize(CHUNK_BYTES, 0);
+            Bytes::from(chunk)
+        })
+        .collect()
+}
+
+/// Reads one session's events until told to stop.
+async fn consume(
+    mut session: realtime_agents::RealtimeSession,
+    stats: Arc<Stats>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let event = tokio::select! {
+            event = session.next() => event,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let c = &stats.counters;
+        match event {
+            Some(E::Audio { data, .. }) => {
+                c.chunks_out.fetch_add(1, Ordering::Relaxed);
+                match audio_stamp(&data) {
+                    Some(sent) => {
+                        let delay = SystemTime::now()
+                            .duration_since(sent)
+                            .unwrap_or_default()
+                            .as_micros() as u64;
+                        stats.delays.record(delay);
+                    }
+                    None => {
+                        c.unstamped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Some(E::ToolStart { .. }) => {
+                c.tool_calls.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(E::AudioInterrupted { .. }) => {
+                c.interruptions.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(E::Error { error }) => stats.error(error),
+            Some(E::Closed { error }) => {
+                stats.error(format!("session closed early: {error:?}"));
+                return;
+            }
+            Some(_) => {}
+            None => {
+                stats.error("session stream ended early");
+                return;
+            }
+        }
+    }
+    session.close().await;
+}
+
+/// Feeds a group of sessions their microphone audio, one 20 ms chunk each per tick.
+async fn pace(
+    mut sessions: Vec<Option<(RealtimeSessionHandle, usize)>>,
+    cycle: Arc<Vec<Bytes>>,
+    stats: Arc<Stats>,
+    stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(CHUNK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut k = 0usize;
+    while !*stop.borrow() {
+        tick.tick().await;
+        for slot in sessions.iter_mut() {
+            let Some((handle, offset)) = slot else {
+                continue;
+            };
+            let chunk = cycle[(k + *offset) % cycle.len()].clone();
+            match handle.send_audio(chunk, false).await {
+                Ok(()) => {
+                    stats.counters.chunks_in.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    if !*stop.borrow() {
+                        stats.error(format!("send_audio: {e}"));
+                    }
+                    *slot = None;
+                }
+            }
+        }
+        k += 1;
+    }
+}
+
+struct Report {
+    json: String,
+    errors: u64,
+}
+
+/// The report's keys in a fixed order: the issue's fields first, then the details.
+fn ordered_json(value: serde_json::Value) -> String {
+    const ORDER: &[&str] = &[
+        "sessions",
+        "seconds",
+        "audio_seconds",
+        "client_cpu_seconds",
+        "cpu_us_per_chunk",
+        "delay_p50_ms",
+        "delay_p99_ms",
+        "delay_max_ms",
+        "rss_kib_per_session",
+        "errors",
+    ];
+    let Some(map) = value.as_object() else {
+        return value.to_string();
+    };
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort_by_key(|k| ORDER.iter().position(|o| o == k).unwrap_or(ORDER.len()));
+    let fields: Vec<String> = keys
+        .into_iter()
+        .map(|k| format!("{}:{}", serde_json::Value::from(k.as_str()), map[k]))
+        .collect();
+    format!("{{{}}}", fields.join(","))
+}
+
+fn run(args: &Args) -> Result<Report, String> {
+    // The server: a child process (default), a runtime of its own here, or given.
+    let mut child = None;
+    let mut sim_runtime = None;
+    let mut sim = None;
+    let (url, server_kind) = if let Some(url) = &args.url {
+        (url.clone(), "url")
+    } else if args.in_process {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.workers)
+            .thread_name("sim")
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let s = rt
+            .block_on(
+                Simulator::builder()
+                    .stamp_audio(true)
+                    .record_client_events(false)
+                    .start(),
+            )
+            .map_err(|e| e.to_string())?;
+        let url = s.url();
+        sim = Some(s);
+        sim_runtime = Some(rt);
+        (url, "in-process")
+    } else {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut c = std::process::Command::new(exe)
+            .args(["--serve", "--workers", &args.workers.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start the simulator: {e}"))?;
+        let mut line = String::new();
+        let stdout = c.stdout.take().ok_or("no simulator stdout")?;
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let url = line.trim().to_owned();
+        if !url.starts_with("ws://") {
+            let _ = c.kill();
+            return Err(format!("the simulator said {line:?}"));
+        }
+        child = Some(c);
+        (url, "child-process")
+    };
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.workers)
+        .thread_name("client")
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let stats = Arc::new(Stats {
+        counters: Counters::default(),
+        delays: Histogram::new(),
+        printed_errors: AtomicU64::new(0),
+    });
+    let cycle = Arc::new(microphone_cycle());
+    let model = OpenAIRealtimeWebSocketModel::builder()
+        .url(url)
+        .api_key("sk-loadtest")
+        .build();
+    let agent = RealtimeAgent::new("Assistant")
+        .instructions("You are a helpful voice assistant.")
+        .tool(FunctionTool::new(
+            "get_weather",
+            "Current weather in a city.",
+            |args: WeatherArgs| async move {
+                Ok::<_, String>(format!("Sunny and 21 degrees in {}", args.city))
+            },
+        ));
+    let runner = RealtimeRunner::new(agent).model(model);
+
+    let client_cpu = || {
+        if args.in_process {
+            threads_cpu("client")
+        } else {
+            process_cpu()
+        }
+    };
+    let rss_base = rss_kib();
+    let n = args.sessions;
+    let result = rt.block_on(async {
+        let (stop_tx, stop) = watch::channel(false);
+        // Connect, at most 64 handshakes at a time.
+        let gate = Arc::new(Semaphore::new(64));
+        let connects: Vec<_> = (0..n)
+            .map(|_| {
+                let runner = runner.clone();
+                let gate = gate.clone();
+                tokio::spawn(async move {
+                    let _permit = gate.acquire().await;
+                    runner.run(()).await
+                })
+            })
+            .collect();
+        let mut handles = Vec::with_capacity(n);
+        let mut consumers = Vec::with_capacity(n);
+        let mut connect_failures = 0u64;
+        for (i, c) in connects.into_iter().enumerate() {
+            match c.await {
+                Ok(Ok(session)) => {
+                    handles.push((session.handle(), (i * 7919) % cycle.len()));
+                    consumers.push(tokio::spawn(consume(session, stats.clone(), stop.clone())));
+                }
+                Ok(Err(e)) => {
+                    connect_failures += 1;
+                    stats.error(format!("connect: {e}"));
+                }
+                Err(e) => {
+                    connect_failures += 1;
+                    stats.error(format!("connect task: {e}"));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rss_idle = rss_kib();
+
+        // Stream.
+        let mut pacers = Vec::new();
+        for group in handles.chunks(PACER_GROUP) {
+            pacers.push(tokio::spawn(pace(
+                group.iter().cloned().map(Some).collect(),
+                cycle.clone(),
+                stats.clone(),
+                stop.clone(),
+            )));
+        }
+        drop(handles);
+        tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
+
+        // The measured window.
+        stats.delays.reset();
+        let before = stats.counters.snapshot();
+        let cpu_before = client_cpu();
+        let server_before = child.as_ref().and_then(|c| pid_cpu(c.id()));
+        let started = Instant::now();
+        let mut rss_peak = rss_kib();
+        while started.elapsed().as_secs_f64() < args.seconds {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            rss_peak = rss_peak.max(rss_kib());
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let cpu_after = client_cpu();
+        let server_after = child.as_ref().and_then(|c| pid_cpu(c.id()));
+        let after = stats.counters.snapshot();
+        let max = stats.delays.max_us.load(Ordering::Relaxed) as f64 / 1000.0;
+        // Bucket upper bounds, never above the largest delay seen.
+        let p50 = stats.delays.quantile_ms(0.50).map(|v| v.min(max));
+        let p99 = stats.delays.quantile_ms(0.99).map(|v| v.min(max));
+
+        // Wind down.
+        let _ = stop_tx.send(true);
+        for p in pacers {
+            let _ = p.await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            for c in consumers {
+                let _ = c.await;
+            }
+        })
+        .await;
+
+        let user = cpu_after.0 - cpu_before.0;
+        let sys = cpu_after.1 - cpu_before.1;
+        let cpu = user + sys;
+        let chunks_in = after.chunks_in - before.chunks_in;
+        let chunks_out = after.chunks_out - before.chunks_out;
+        let chunks = (chunks_in + chunks_out).max(1);
+        let connected = (n as u64 - connect_failures).max(1);
+        let errors = stats.counters.errors.load(Ordering::Relaxed);
+        let round = |x: f64, d: i32| (x * 10f64.powi(d)).round() / 10f64.powi(d);
+        let json = ordered_json(serde_json::json!({
+            "sessions": n as u64 - connect_failures,
+            "seconds": round(elapsed, 2),
+            "audio_seconds": round(chunks as f64 * 0.02, 1),
+            "client_cpu_seconds": round(cpu, 3),
+            "cpu_us_per_chunk": round(cpu * 1e6 / chunks as f64, 2),
+            "delay_p50_ms": p50.map(|v| round(v, 2)),
+            "delay_p99_ms": p99.map(|v| round(v, 2)),
+            "delay_max_ms": round(max, 2),
+            "rss_kib_per_session": round(rss_peak.saturating_sub(rss_base) as f64 / connected as f64, 1),
+            "errors": errors,
+            "cpu_ms_per_stream_second": round(cpu * 1e3 / (connected as f64 * elapsed), 4),
+            "client_user_cpu_seconds": round(user, 3),
+            "client_sys_cpu_seconds": round(sys, 3),
+            "rss_idle_kib_per_session": round(rss_idle.saturating_sub(rss_base) as f64 / connected as f64, 1),
+            "chunks_in": chunks_in,
+            "chunks_out": chunks_out,
+            "unstamped_chunks": after.unstamped - before.unstamped,
+            "tool_calls": after.tool_calls - before.tool_calls,
+            "interruptions": after.interruptions - before.interruptions,
+            "connect_failures": connect_failures,
+            "server": server_kind,
+            "rss_includes_server": args.in_process,
+            "server_cpu_seconds": server_before.zip(server_after).map(|(a, b)| round(b - a, 3)),
+            "client_workers": args.workers,
+        }));
+        Report { json, errors }
+    });
+    drop(rt);
+    drop(sim);
+    drop(sim_runtime);
+    if let Some(mut c) = child {
+        drop(c.stdin.take());
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    Ok(result)
+}
