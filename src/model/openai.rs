@@ -49,7 +49,7 @@ impl fmt::Debug for Secret {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Config {
     url: Option<String>,
     api_key: Option<Secret>,
@@ -62,6 +62,26 @@ struct Config {
     max_frame_size: usize,
     read_buffer_size: usize,
     max_send_queue: usize,
+}
+
+/// The URL is shown without its query (keys travel there too); keys and header values are
+/// redacted.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("url", &self.url.as_deref().map(strip_query))
+            .field("api_key", &self.api_key)
+            .field("model", &self.model)
+            .field("call_id", &self.call_id)
+            .field("headers", &self.headers)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("ping_interval", &self.ping_interval)
+            .field("ping_timeout", &self.ping_timeout)
+            .field("max_frame_size", &self.max_frame_size)
+            .field("read_buffer_size", &self.read_buffer_size)
+            .field("max_send_queue", &self.max_send_queue)
+            .finish()
+    }
 }
 
 /// The OpenAI Realtime API over WebSocket.
@@ -297,7 +317,9 @@ async fn open_socket(config: &Config) -> Result<Socket> {
         .read_buffer_size(config.read_buffer_size)
         // Frames queued together go out in one write, when `poll_write` flushes.
         .write_buffer_size(WRITE_BATCH_BYTES)
-        .max_write_buffer_size(WRITE_BATCH_BYTES + config.max_frame_size)
+        // Never refuse an outgoing message for its size: `max_frame_size` bounds what the
+        // server sends, and `max_send_queue` bounds what waits to be written.
+        .max_write_buffer_size(usize::MAX)
         .max_frame_size(Some(config.max_frame_size))
         .max_message_size(Some(config.max_frame_size));
     let connector = if url.starts_with("wss:") {
