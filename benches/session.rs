@@ -106,7 +106,7 @@ fn wire(c: &mut Criterion) {
 enum Job {
     /// Send this frame `n` times, in one batch.
     Send(Utf8Bytes, u64),
-    /// After `n` more audio appends arrive, send this frame.
+    /// Once `n` audio appends have arrived since the connection opened, send this frame.
     AfterAppends(u64, Utf8Bytes),
 }
 
@@ -161,8 +161,11 @@ impl Loopback {
                                     if ws.flush().await.is_err() { return; }
                                 }
                                 Some(Job::AfterAppends(n, frame)) => {
-                                    appends = 0;
-                                    waiting = Some((n, frame));
+                                    if appends >= n {
+                                        if ws.send(Message::Text(frame)).await.is_err() { return; }
+                                    } else {
+                                        waiting = Some((n, frame));
+                                    }
                                 }
                                 None => return,
                             },
@@ -246,11 +249,13 @@ fn end_to_end(c: &mut Criterion) {
         json!({"type": "input_audio_buffer.speech_started", "event_id": "ev_ack", "audio_start_ms": 0, "item_id": "item_u"})
             .to_string(),
     );
+    let mut appended = 0;
     g.bench_function("input_audio_append_20ms_client_cpu", |b| {
         b.iter_custom(|n| {
             let start = thread_cpu();
+            appended += n;
             rt.block_on(async {
-                let _ = server.jobs.send(Job::AfterAppends(n, ack.clone()));
+                let _ = server.jobs.send(Job::AfterAppends(appended, ack.clone()));
                 for _ in 0..n {
                     s.send_audio(chunk.clone(), false).await.expect("send");
                 }

@@ -1,6 +1,5 @@
 //! The OpenAI Realtime API (GA) over WebSocket.
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
@@ -377,29 +376,6 @@ fn refusal_redactor(config: &Config, url: &str) -> crate::Redactor {
     )
 }
 
-/// How servers begin an audio delta frame (the type first, no spaces).
-const AUDIO_DELTA_PREFIX: &str = r#"{"type":"response.output_audio.delta""#;
-
-/// `response.output_audio.delta` with its strings borrowed from the frame (they are escaped
-/// only in odd cases, when `Cow` owns them). Same fields and rules as
-/// [`protocol::ResponseOutputAudioDeltaEvent`].
-#[derive(serde::Deserialize)]
-struct AudioDeltaFrame<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(default, borrow, rename = "event_id")]
-    _event_id: Cow<'a, str>,
-    #[serde(borrow)]
-    response_id: Cow<'a, str>,
-    #[serde(borrow)]
-    item_id: Cow<'a, str>,
-    #[serde(rename = "output_index")]
-    _output_index: u32,
-    content_index: u32,
-    #[serde(borrow)]
-    delta: Cow<'a, str>,
-}
-
 /// `response.create` sequencing: at most one response at a time, requests made meanwhile
 /// coalesced into one.
 #[derive(Debug, Default)]
@@ -704,26 +680,6 @@ impl Protocol {
     }
 
     fn on_text(&mut self, text: tungstenite::Utf8Bytes) {
-        // Hot path: an audio delta (50 a second per session) is decoded in one pass that
-        // borrows its strings from the frame; anything unusual goes the general way.
-        if text.as_str().starts_with(AUDIO_DELTA_PREFIX) {
-            let frame = serde_json::from_str::<AudioDeltaFrame<'_>>(&text);
-            if let Some(delta) = frame
-                .ok()
-                .filter(|d| d.kind == "response.output_audio.delta")
-            {
-                let event = self.audio_delta(
-                    &delta.response_id,
-                    &delta.item_id,
-                    delta.content_index,
-                    &delta.delta,
-                );
-                self.pending
-                    .push_back(ModelEvent::Raw(RawServerEvent::from(text)));
-                self.pending.extend(event);
-                return;
-            }
-        }
         let event = ServerEvent::from_json(&text);
         self.pending
             .push_back(ModelEvent::Raw(RawServerEvent::from(text)));
