@@ -321,6 +321,13 @@ impl RealtimeRunConfig {
     }
 
     /// Capacity of the event channel to the application (default 256 events).
+    ///
+    /// Nothing is ever dropped. When the application stops reading, the session waits for
+    /// room and reads nothing more from the socket, so unread frames stay in the kernel's
+    /// buffers until TCP flow control stops the server: a stalled session holds at most this
+    /// many events plus the socket buffers, and when the application reads again every event
+    /// arrives in order. Meanwhile commands (`send_audio`...) queue in their own bounded
+    /// channel and then wait too, so keep slow work off the loop that reads events.
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.event_capacity = capacity.max(1);
         self
