@@ -14,9 +14,9 @@ use std::future::poll_fn;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt as _, StreamExt as _};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
@@ -240,13 +240,20 @@ impl Driver {
         if !seed.is_empty() {
             self.seed_history(seed).await;
         }
-        let cancelled = self.shared.cancelled.clone();
+        // Created once: these wait for the whole session, not for one pass of the loop.
+        let mut closing = std::pin::pin!(self.cancel.clone().cancelled_owned());
+        let mut cancelled = std::pin::pin!(self.shared.cancelled.clone().cancelled_owned());
+        let mut timed_out = std::pin::pin!(sleep_until(deadline));
+        let mut app_gone = std::pin::pin!({
+            let events = self.events.clone();
+            async move { events.closed().await }
+        });
         while !self.stopped {
             let step = tokio::select! {
-                _ = self.cancel.cancelled() => Step::Close,
-                _ = cancelled.cancelled() => Step::Cancelled,
-                _ = sleep_until(deadline) => Step::TimedOut,
-                _ = self.events.closed() => Step::Close,
+                _ = &mut closing => Step::Close,
+                _ = &mut cancelled => Step::Cancelled,
+                _ = &mut timed_out => Step::TimedOut,
+                _ = &mut app_gone => Step::Close,
                 command = self.commands.recv() => command.map_or(Step::Close, Step::Command),
                 event = poll_fn(|cx| self.conn.poll_event(cx)) => match event {
                     Some(event) => Step::Model(event),
@@ -257,7 +264,10 @@ impl Driver {
             };
             match step {
                 Step::Command(command) => self.on_command(command).await,
-                Step::Model(event) => self.on_model_event(event).await,
+                Step::Model(event) => {
+                    self.on_model_event(event).await;
+                    self.drain_model_events().await;
+                }
                 Step::Tool(done) => self.on_tool_done(done).await,
                 Step::Guard(done) => self.on_guardrails_done(done).await,
                 Step::Close => self.close(None, true).await,
@@ -277,6 +287,25 @@ impl Driver {
         tracing::info!("session ended");
     }
 
+    /// Handles the model events that are already there (a frame gives two: its raw form and
+    /// the decoded event), up to a bound so that commands and tools get their turn.
+    async fn drain_model_events(&mut self) {
+        for _ in 0..32 {
+            if self.stopped {
+                return;
+            }
+            match poll_fn(|cx| self.conn.poll_event(cx)).now_or_never() {
+                Some(Some(event)) => self.on_model_event(event).await,
+                Some(None) => {
+                    return self
+                        .on_model_event(ModelEvent::Closed { error: None })
+                        .await;
+                }
+                None => return,
+            }
+        }
+    }
+
     async fn emit(&mut self, event: RealtimeSessionEvent) {
         let event = match event {
             RealtimeSessionEvent::Error { error } => RealtimeSessionEvent::Error {
@@ -284,8 +313,13 @@ impl Driver {
             },
             other => other,
         };
-        if self.events.send(event).await.is_err() {
-            self.stopped = true;
+        // A consumer that stopped reading must not delay `close()`.
+        tokio::select! {
+            biased;
+            sent = self.events.send(event) => if sent.is_err() {
+                self.stopped = true;
+            },
+            _ = self.cancel.cancelled() => {}
         }
     }
 
