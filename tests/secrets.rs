@@ -390,3 +390,40 @@ async fn tracing_of_a_full_session_never_shows_the_key() {
     );
     assert_no_secret("tracing output", &rest.join("\n"));
 }
+
+#[tokio::test]
+async fn configured_secrets_are_redacted_from_the_sessions_log_lines() {
+    const SECRET: &str = "db-secret-7Q2Z9";
+    let captured = capture_all_tracing();
+    let server = ScriptedServer::start(|e, out| {
+        if e["type"] == "session.update" {
+            out.send(ev::error(
+                "bad_token",
+                &format!("token {SECRET} is invalid"),
+                None,
+            ));
+        }
+    })
+    .await;
+    let mut session = RealtimeRunner::new(RealtimeAgent::new("Assistant"))
+        .model(server.model())
+        .config(RealtimeRunConfig::new().redact_secrets([SECRET]))
+        .run(())
+        .await
+        .expect("session starts");
+    let events = until(&mut session, |e| matches!(e, E::Error { .. })).await;
+    assert!(
+        matches!(events.last(), Some(E::Error { error: Error::Server(e) }) if e.message == "token [REDACTED] is invalid")
+    );
+    session.close().await;
+    let text = captured.text();
+    assert!(
+        text.contains("token [REDACTED] is invalid"),
+        "the model error is logged: {text}"
+    );
+    let ours: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("realtime_agents"))
+        .collect();
+    assert!(!ours.join("\n").contains(SECRET), "{ours:#?}");
+}

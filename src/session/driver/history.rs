@@ -1,7 +1,7 @@
 //! Creating conversation items from the client side: seeding a session with a saved history,
 //! editing the history, and replaying it on a new connection.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::{Driver, HistoryEdit};
 use crate::RealtimeSessionEvent;
@@ -9,11 +9,16 @@ use crate::items::RealtimeItem;
 use crate::model::ModelCommand;
 
 impl Driver {
-    /// An id for an item the application gave without one (ids are at most 32 characters).
+    /// An id for an item the application gave without one (ids are at most 32 characters),
+    /// unused in this conversation (a seeded history may hold ids from an earlier session).
     fn fresh_item_id(&mut self) -> String {
-        self.next_item_id += 1;
-        let session = std::ptr::from_ref(self) as usize as u64;
-        format!("item_ra{:08x}{:08x}", session as u32, self.next_item_id)
+        loop {
+            self.next_item_id += 1;
+            let id = format!("item_ra{:016x}", self.next_item_id);
+            if self.history.get(&id).is_none() {
+                return id;
+            }
+        }
     }
 
     /// Creates `item` on the server after `previous` (`None`: at the end) and in the local
@@ -67,27 +72,27 @@ impl Driver {
     pub(super) async fn update_history(&mut self, edit: HistoryEdit) {
         let old = self.history.items().to_vec();
         let wanted = (edit.0)(&old);
-        let old_by_id: HashMap<&str, &RealtimeItem> =
-            old.iter().map(|item| (item.item_id(), item)).collect();
-        // Items kept as they are, in their old order; anything out of that order is re-created.
-        let mut kept = Vec::new();
-        let mut last_kept = 0;
         let old_index: HashMap<&str, usize> = old
             .iter()
             .enumerate()
             .map(|(i, item)| (item.item_id(), i))
             .collect();
+        // Items kept as they are, in their old order; anything out of that order is re-created.
+        let mut kept = HashSet::new();
+        let mut last_kept = 0;
         for item in &wanted {
             let id = item.item_id();
-            let unchanged = old_by_id.get(id).is_some_and(|o| same_item(o, item));
-            if unchanged && old_index[id] >= last_kept {
-                last_kept = old_index[id];
-                kept.push(id.to_owned());
+            let Some(&index) = old_index.get(id) else {
+                continue;
+            };
+            if index >= last_kept && same_item(&old[index], item) {
+                last_kept = index;
+                kept.insert(id.to_owned());
             }
         }
         for item in &old {
             let id = item.item_id();
-            if !kept.iter().any(|k| k == id) {
+            if !kept.contains(id) {
                 self.send(ModelCommand::DeleteItem {
                     item_id: id.to_owned(),
                 })

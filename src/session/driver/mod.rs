@@ -313,7 +313,16 @@ impl Driver {
             },
             other => other,
         };
-        // A consumer that stopped reading must not delay `close()`.
+        let event = match self.events.try_send(event) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.stopped = true;
+                return;
+            }
+            Err(mpsc::error::TrySendError::Full(event)) => event,
+        };
+        // The channel is full: wait for room, but a consumer that stopped reading must not
+        // delay `close()`.
         tokio::select! {
             biased;
             sent = self.events.send(event) => if sent.is_err() {
