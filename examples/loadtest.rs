@@ -29,6 +29,9 @@
 //! * `errors`: session errors, failed connects and sessions that ended early. The exit code is 1
 //!   when there were any.
 
+#[path = "support/measure.rs"]
+mod measure;
+
 use std::io::{BufRead, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,17 +42,21 @@ use futures::StreamExt;
 use realtime_agents::model::OpenAIRealtimeWebSocketModel;
 use realtime_agents::simulator::{Simulator, audio_stamp, speech};
 use realtime_agents::{
-    FunctionTool, RealtimeAgent, RealtimeRunner, RealtimeSessionEvent as E, RealtimeSessionHandle,
+    FunctionTool, RealtimeAgent, RealtimeRunConfig, RealtimeRunner, RealtimeSessionEvent as E,
+    RealtimeSessionHandle,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::sync::{Semaphore, watch};
+
+use measure::{Histogram, pid_cpu, process_cpu, rss_kib, threads_cpu};
 
 const USAGE: &str = "usage: loadtest [--sessions N] [--seconds T] [--workers W] [--in-process | --url URL]\n\
      --sessions    concurrent sessions (default 100)\n\
      --seconds     measured window after all sessions are connected and streaming (default 10)\n\
      --warmup      seconds of streaming before the window (default 3)\n\
      --workers     client runtime worker threads (default 2)\n\
+     --batch-ms    send microphone audio in batches of up to this many ms (input_audio_batch; default 0)\n\
      --in-process  run the simulator on a separate runtime in this process (RSS then includes it)\n\
      --url         use a running server (delays need one that stamps audio: sim_server --stamp-audio)\n\
      --serve       run only the stamping simulator and print its URL (used by the default mode)";
@@ -66,6 +73,7 @@ struct Args {
     seconds: f64,
     warmup: f64,
     workers: usize,
+    batch_ms: u64,
     in_process: bool,
     url: Option<String>,
     serve: bool,
@@ -77,6 +85,7 @@ fn parse_args() -> Result<Args, String> {
         seconds: 10.0,
         warmup: 3.0,
         workers: 2,
+        batch_ms: 0,
         in_process: false,
         url: None,
         serve: false,
@@ -92,6 +101,7 @@ fn parse_args() -> Result<Args, String> {
             "--seconds" => args.seconds = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
             "--warmup" => args.warmup = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
             "--workers" => args.workers = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
+            "--batch-ms" => args.batch_ms = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
             "--in-process" => args.in_process = true,
             "--url" => args.url = Some(value(&arg)?),
             "--serve" => args.serve = true,
@@ -164,68 +174,6 @@ fn serve(workers: usize) {
 // ---------------------------------------------------------------------------------------------
 // Measurements
 
-/// Delivery delays: 10 µs buckets up to 100 ms, then 1 ms buckets up to 10 s.
-struct Histogram {
-    fine: Vec<AtomicU64>,
-    coarse: Vec<AtomicU64>,
-    max_us: AtomicU64,
-}
-
-impl Histogram {
-    fn new() -> Self {
-        let h = Self {
-            fine: (0..10_000).map(|_| AtomicU64::new(0)).collect(),
-            coarse: (0..10_000).map(|_| AtomicU64::new(0)).collect(),
-            max_us: AtomicU64::new(0),
-        };
-        h.reset();
-        h
-    }
-
-    fn reset(&self) {
-        for b in self.fine.iter().chain(&self.coarse) {
-            b.store(0, Ordering::Relaxed);
-        }
-        self.max_us.store(0, Ordering::Relaxed);
-    }
-
-    fn record(&self, us: u64) {
-        if us < 100_000 {
-            self.fine[(us / 10) as usize].fetch_add(1, Ordering::Relaxed);
-        } else {
-            let i = ((us / 1000) as usize).min(self.coarse.len() - 1);
-            self.coarse[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.max_us.fetch_max(us, Ordering::Relaxed);
-    }
-
-    /// The upper bound of the bucket holding quantile `q`, in ms.
-    fn quantile_ms(&self, q: f64) -> Option<f64> {
-        let counts: Vec<(u64, f64)> = self
-            .fine
-            .iter()
-            .enumerate()
-            .map(|(i, b)| (b.load(Ordering::Relaxed), (i + 1) as f64 * 0.01))
-            .chain(
-                self.coarse
-                    .iter()
-                    .enumerate()
-                    .map(|(i, b)| (b.load(Ordering::Relaxed), (i + 1) as f64)),
-            )
-            .collect();
-        let total: u64 = counts.iter().map(|c| c.0).sum();
-        if total == 0 {
-            return None;
-        }
-        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        counts.into_iter().find_map(|(n, upper)| {
-            seen += n;
-            (seen >= rank).then_some(upper)
-        })
-    }
-}
-
 #[derive(Default)]
 struct Counters {
     chunks_in: AtomicU64,
@@ -274,68 +222,6 @@ impl Counters {
     }
 }
 
-/// Resident memory of this process, in KiB.
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// (user, system) CPU seconds of this process.
-fn process_cpu() -> (f64, f64) {
-    // SAFETY: `usage` is a valid, writable rusage.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    (secs(usage.ru_utime), secs(usage.ru_stime))
-}
-
-/// (user, system) CPU seconds of this process's threads whose name starts with `prefix`.
-fn threads_cpu(prefix: &str) -> (f64, f64) {
-    // SAFETY: sysconf has no preconditions.
-    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let mut total = (0.0, 0.0);
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return total;
-    };
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        if !stat[open + 1..close].starts_with(prefix) {
-            continue;
-        }
-        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-        // After the name: state is field 3 of stat(5); utime and stime are fields 14 and 15.
-        let get = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok());
-        if let (Some(u), Some(s)) = (get(14), get(15)) {
-            total.0 += u / tick;
-            total.1 += s / tick;
-        }
-    }
-    total
-}
-
-/// CPU seconds (user + system) of another process.
-fn pid_cpu(pid: u32) -> Option<f64> {
-    // SAFETY: sysconf has no preconditions.
-    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let close = stat.rfind(')')?;
-    let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-    let u: f64 = fields.get(11)?.parse().ok()?;
-    let s: f64 = fields.get(12)?.parse().ok()?;
-    Some((u + s) / tick)
-}
-
 // ---------------------------------------------------------------------------------------------
 // The sessions
 
@@ -373,6 +259,8 @@ async fn consume(
 ) {
     loop {
         let event = tokio::select! {
+            // Events first: the stop signal is looked at only when none is waiting.
+            biased;
             event = session.next() => event,
             _ = stop.wait_for(|s| *s) => break,
         };
@@ -551,7 +439,9 @@ fn run(args: &Args) -> Result<Report, String> {
                 Ok::<_, String>(format!("Sunny and 21 degrees in {}", args.city))
             },
         ));
-    let runner = RealtimeRunner::new(agent).model(model);
+    let runner = RealtimeRunner::new(agent)
+        .model(model)
+        .config(RealtimeRunConfig::new().input_audio_batch(Duration::from_millis(args.batch_ms)));
 
     let client_cpu = || {
         if args.in_process {
@@ -677,6 +567,7 @@ fn run(args: &Args) -> Result<Report, String> {
             "rss_includes_server": args.in_process,
             "server_cpu_seconds": server_before.zip(server_after).map(|(a, b)| round(b - a, 3)),
             "client_workers": args.workers,
+            "input_audio_batch_ms": args.batch_ms,
         }));
         Report { json, errors }
     });

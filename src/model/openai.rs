@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64_simd::STANDARD as BASE64;
 use futures::future::BoxFuture;
 use futures::{FutureExt as _, Sink, Stream};
 use serde_json::{Value, json};
@@ -599,7 +598,7 @@ impl Protocol {
                     let mut text =
                         String::with_capacity(HEAD.len() + audio.len().div_ceil(3) * 4 + 2);
                     text.push_str(HEAD);
-                    BASE64.encode_string(&audio, &mut text);
+                    BASE64.encode_append(&audio, &mut text);
                     text.push_str("\"}");
                     self.push_text(text);
                 }
@@ -703,7 +702,7 @@ impl Protocol {
         if self.interrupted.as_deref() == Some(response_id) {
             return None;
         }
-        Some(match BASE64.decode(delta.as_bytes()) {
+        Some(match BASE64.decode_to_vec(delta) {
             Ok(data) => ModelEvent::Audio {
                 response_id: response_id.to_owned(),
                 item_id: item_id.to_owned(),

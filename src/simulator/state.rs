@@ -8,8 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64_simd::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
@@ -61,7 +60,7 @@ impl Speech {
             String::with_capacity(audio.len().div_ceil(3) * 4 + 4 * audio.len() / chunk_bytes);
         let mut offsets = vec![0];
         for chunk in audio.chunks(chunk_bytes) {
-            BASE64.encode_string(chunk, &mut b64);
+            BASE64.encode_append(chunk, &mut b64);
             offsets.push(b64.len());
         }
         Self {
@@ -168,7 +167,7 @@ impl Outgoing {
                         let mut head = [0u8; STAMP_LEN];
                         head[..8].copy_from_slice(&micros.to_le_bytes());
                         head[8..].copy_from_slice(&STAMP_MAGIC);
-                        BASE64.encode_string(head, &mut text);
+                        BASE64.encode_append(head, &mut text);
                         // 12 bytes are 16 base64 characters: the rest encodes unchanged.
                         text.push_str(&b64[STAMP_LEN / 3 * 4..]);
                     }
@@ -778,7 +777,7 @@ impl ConnectionState {
     fn append_base64(&mut self, audio: &str, out: &mut Events) -> Result<(), Rejection> {
         let mut bytes = std::mem::take(&mut self.scratch);
         bytes.clear();
-        let decoded = BASE64.decode_vec(audio, &mut bytes);
+        let decoded = BASE64.decode_append(audio, &mut bytes);
         if decoded.is_ok() {
             self.input.append(&bytes);
         }
@@ -1027,7 +1026,7 @@ impl ConnectionState {
                             let bytes = part
                                 .get("audio")
                                 .and_then(Value::as_str)
-                                .and_then(|a| BASE64.decode(a).ok())
+                                .and_then(|a| BASE64.decode_to_vec(a).ok())
                                 .unwrap_or_default();
                             let mut input = InputAudio::new(self.input.format);
                             input.append(&bytes);
@@ -1904,7 +1903,12 @@ mod tests {
         let audio_bytes: usize = out
             .iter()
             .filter(|e| e["type"] == "response.output_audio.delta")
-            .map(|e| BASE64.decode(e["delta"].as_str().unwrap()).unwrap().len())
+            .map(|e| {
+                BASE64
+                    .decode_to_vec(e["delta"].as_str().unwrap())
+                    .unwrap()
+                    .len()
+            })
             .sum();
         let total_ms = audio_bytes / 48;
         out.clear();
@@ -1983,7 +1987,7 @@ mod tests {
         for chunk in bytes.chunks(4800) {
             client(
                 &mut state,
-                &json!({"type": "input_audio_buffer.append", "audio": BASE64.encode(chunk)}),
+                &json!({"type": "input_audio_buffer.append", "audio": BASE64.encode_to_string(chunk)}),
                 &mut out,
             );
         }

@@ -150,6 +150,7 @@ impl Driver {
         let ctx = self.shared.context.clone();
         // At the end of the response, everything held is covered by this check.
         let audio_mark = if last { u64::MAX } else { self.held_seq + 1 };
+        self.wakes.mark(super::wake::GUARDRAILS);
         self.guardrails.push(
             async move {
                 let runs = guardrails.iter().map(|g| {

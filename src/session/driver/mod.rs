@@ -8,15 +8,20 @@
 mod guardrails;
 mod history;
 mod tools;
+mod wake;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::poll_fn;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
+
+use bytes::{Bytes, BytesMut};
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use futures::{FutureExt as _, StreamExt as _};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +42,10 @@ use tools::{Batch, PendingApproval, ToolDone};
 
 /// How long `close` waits for the peer to acknowledge the close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// The most items (commands, model events, finished tools) one source gets handled in one pass
+/// of the session loop before the other sources get their turn.
+const BATCH: usize = 32;
 
 type EditFn = Box<dyn FnOnce(&[RealtimeItem]) -> Vec<RealtimeItem> + Send>;
 
@@ -132,11 +141,8 @@ struct Playing {
     bytes: usize,
 }
 
+/// Why the session ends, from outside the connection.
 enum Step {
-    Command(Command),
-    Model(ModelEvent),
-    Tool(ToolDone),
-    Guard(GuardDone),
     Close,
     Cancelled,
     TimedOut,
@@ -174,6 +180,11 @@ pub(crate) struct Driver {
     audio_started: bool,
     usage: Usage,
     turn_span: tracing::Span,
+    wakes: wake::Wakes,
+    /// Microphone audio waiting for its batch to fill (`input_audio_batch`).
+    mic: BytesMut,
+    /// When the batch in `mic` goes out even if it is not full.
+    mic_due: Option<Pin<Box<tokio::time::Sleep>>>,
     stopped: bool,
 }
 
@@ -216,6 +227,9 @@ impl Driver {
             audio_started: false,
             usage: Usage::default(),
             turn_span: tracing::Span::none(),
+            wakes: wake::Wakes::new(),
+            mic: BytesMut::new(),
+            mic_due: None,
             stopped: false,
         }
     }
@@ -240,43 +254,45 @@ impl Driver {
         if !seed.is_empty() {
             self.seed_history(seed).await;
         }
-        // Created once: these wait for the whole session, not for one pass of the loop.
-        let mut closing = std::pin::pin!(self.cancel.clone().cancelled_owned());
-        let mut cancelled = std::pin::pin!(self.shared.cancelled.clone().cancelled_owned());
-        let mut timed_out = std::pin::pin!(sleep_until(deadline));
-        let mut app_gone = std::pin::pin!({
-            let events = self.events.clone();
-            async move { events.closed().await }
+        // Created once: waits for the whole session, polled only when one of them fires.
+        let mut life = std::pin::pin!({
+            let (close, cancelled, events) = (
+                self.cancel.clone(),
+                self.shared.cancelled.clone(),
+                self.events.clone(),
+            );
+            async move {
+                tokio::select! {
+                    _ = close.cancelled() => Step::Close,
+                    _ = cancelled.cancelled() => Step::Cancelled,
+                    _ = sleep_until(deadline) => Step::TimedOut,
+                    _ = events.closed() => Step::Close,
+                }
+            }
         });
         while !self.stopped {
-            let step = tokio::select! {
-                _ = &mut closing => Step::Close,
-                _ = &mut cancelled => Step::Cancelled,
-                _ = &mut timed_out => Step::TimedOut,
-                _ = &mut app_gone => Step::Close,
-                command = self.commands.recv() => command.map_or(Step::Close, Step::Command),
-                event = poll_fn(|cx| self.conn.poll_event(cx)) => match event {
-                    Some(event) => Step::Model(event),
-                    None => Step::Model(ModelEvent::Closed { error: None }),
-                },
-                Some(done) = self.tools.next(), if !self.tools.is_empty() => Step::Tool(done),
-                Some(done) = self.guardrails.next(), if !self.guardrails.is_empty() => Step::Guard(done),
-            };
-            match step {
-                Step::Command(command) => self.on_command(command).await,
-                Step::Model(event) => {
-                    self.on_model_event(event).await;
-                    self.drain_model_events().await;
+            let ready = self.wakes.wait().await;
+            if ready & wake::LIFE != 0 {
+                let polled = life.as_mut().poll(&mut self.wakes.context(wake::LIFE));
+                if let Poll::Ready(step) = polled {
+                    self.end(step).await;
+                    break;
                 }
-                Step::Tool(done) => self.on_tool_done(done).await,
-                Step::Guard(done) => self.on_guardrails_done(done).await,
-                Step::Close => self.close(None, true).await,
-                Step::Cancelled => self.close(Some(Error::Cancelled), true).await,
-                Step::TimedOut => {
-                    let limit = self.shared.config.max_duration.unwrap_or_default();
-                    let error = Error::Timeout(format!("the session reached its {limit:?} limit"));
-                    self.close(Some(error), true).await
-                }
+            }
+            if ready & wake::COMMANDS != 0 {
+                self.run_commands().await;
+            }
+            if ready & wake::TOOLS != 0 {
+                self.run_tools().await;
+            }
+            if ready & wake::GUARDRAILS != 0 {
+                self.run_guardrails().await;
+            }
+            if ready & wake::MIC != 0 {
+                self.run_mic_deadline().await;
+            }
+            if ready & wake::CONNECTION != 0 {
+                self.run_connection().await;
             }
         }
         for abort in self.tool_aborts.values() {
@@ -287,23 +303,131 @@ impl Driver {
         tracing::info!("session ended");
     }
 
-    /// Handles the model events that are already there (a frame gives two: its raw form and
-    /// the decoded event), up to a bound so that commands and tools get their turn.
-    async fn drain_model_events(&mut self) {
-        for _ in 0..32 {
+    /// Ends the session for a reason from outside the connection.
+    async fn end(&mut self, step: Step) {
+        match step {
+            Step::Close => self.close(None, true).await,
+            Step::Cancelled => self.close(Some(Error::Cancelled), true).await,
+            Step::TimedOut => {
+                let limit = self.shared.config.max_duration.unwrap_or_default();
+                let error = Error::Timeout(format!("the session reached its {limit:?} limit"));
+                self.close(Some(error), true).await
+            }
+        }
+    }
+
+    /// Handles the commands that are waiting, up to a bound so that the other sources get
+    /// their turn. Their frames go out together when the connection is polled.
+    async fn run_commands(&mut self) {
+        for _ in 0..BATCH {
             if self.stopped {
                 return;
             }
-            match poll_fn(|cx| self.conn.poll_event(cx)).now_or_never() {
-                Some(Some(event)) => self.on_model_event(event).await,
-                Some(None) => {
+            // The context must not live across the handler's awaits.
+            let polled = self
+                .commands
+                .poll_recv(&mut self.wakes.context(wake::COMMANDS));
+            match polled {
+                Poll::Ready(Some(command)) => self.on_command(command).await,
+                Poll::Ready(None) => return self.close(None, true).await,
+                Poll::Pending => return,
+            }
+        }
+        self.wakes.mark(wake::COMMANDS);
+    }
+
+    async fn run_tools(&mut self) {
+        for _ in 0..BATCH {
+            // The context must not live across the handler's awaits.
+            let polled = self
+                .tools
+                .poll_next_unpin(&mut self.wakes.context(wake::TOOLS));
+            match polled {
+                Poll::Ready(Some(done)) => self.on_tool_done(done).await,
+                Poll::Ready(None) | Poll::Pending => return,
+            }
+        }
+        self.wakes.mark(wake::TOOLS);
+    }
+
+    async fn run_guardrails(&mut self) {
+        for _ in 0..BATCH {
+            // The context must not live across the handler's awaits.
+            let polled = self
+                .guardrails
+                .poll_next_unpin(&mut self.wakes.context(wake::GUARDRAILS));
+            match polled {
+                Poll::Ready(Some(done)) => self.on_guardrails_done(done).await,
+                Poll::Ready(None) | Poll::Pending => return,
+            }
+        }
+        self.wakes.mark(wake::GUARDRAILS);
+    }
+
+    /// Sends the microphone batch when its window is over.
+    async fn run_mic_deadline(&mut self) {
+        let Some(due) = self.mic_due.as_mut().filter(|_| !self.mic.is_empty()) else {
+            return;
+        };
+        if due
+            .as_mut()
+            .poll(&mut self.wakes.context(wake::MIC))
+            .is_ready()
+        {
+            let audio = self.mic.split().freeze();
+            self.write(ModelCommand::Audio {
+                audio,
+                commit: false,
+            })
+            .await;
+        }
+    }
+
+    /// Adds microphone audio to the batch (`input_audio_batch`), and sends the batch when it
+    /// is full or committed.
+    async fn batch_audio(&mut self, audio: Bytes, commit: bool) {
+        let window = self.shared.config.input_audio_batch;
+        let format = self.shared.config.settings.input_format.unwrap_or_default();
+        let batch_bytes = format.ms_to_bytes(window.as_millis() as u64);
+        if self.mic.is_empty() && !audio.is_empty() {
+            // One allocation per batch, filled by copies of the chunks.
+            self.mic.reserve(batch_bytes + audio.len());
+            let due = tokio::time::Instant::now() + window;
+            match &mut self.mic_due {
+                Some(sleep) => sleep.as_mut().reset(due),
+                None => self.mic_due = Some(Box::pin(tokio::time::sleep_until(due))),
+            }
+            self.wakes.mark(wake::MIC);
+        }
+        self.mic.extend_from_slice(&audio);
+        if commit || self.mic.len() >= batch_bytes {
+            let audio = self.mic.split().freeze();
+            self.write(ModelCommand::Audio { audio, commit }).await;
+        }
+    }
+
+    /// Writes what is queued and handles the model events already received (a frame gives
+    /// two: its raw form and the decoded event), up to a bound.
+    async fn run_connection(&mut self) {
+        for _ in 0..BATCH {
+            if self.stopped {
+                return;
+            }
+            // The context must not live across the handler's awaits.
+            let polled = self
+                .conn
+                .poll_event(&mut self.wakes.context(wake::CONNECTION));
+            match polled {
+                Poll::Ready(Some(event)) => self.on_model_event(event).await,
+                Poll::Ready(None) => {
                     return self
                         .on_model_event(ModelEvent::Closed { error: None })
                         .await;
                 }
-                None => return,
+                Poll::Pending => return,
             }
         }
+        self.wakes.mark(wake::CONNECTION);
     }
 
     async fn emit(&mut self, event: RealtimeSessionEvent) {
@@ -332,13 +456,29 @@ impl Driver {
         }
     }
 
+    /// Sends a command to the model, after any microphone audio still in its batch.
     async fn send(&mut self, command: ModelCommand) {
+        if !self.mic.is_empty() {
+            let audio = self.mic.split().freeze();
+            self.write(ModelCommand::Audio {
+                audio,
+                commit: false,
+            })
+            .await;
+        }
+        self.write(command).await;
+    }
+
+    async fn write(&mut self, command: ModelCommand) {
         if let Some(hooks) = &self.shared.config.hooks {
             if let HookDecision::Reject(reason) = hooks.before_send(&command) {
                 tracing::debug!(%reason, "command dropped by a hook");
                 return;
             }
         }
+        // The frame goes out when the connection is polled, together with any others queued
+        // in this pass.
+        self.wakes.mark(wake::CONNECTION);
         if let Err(error) = self.conn.send(command) {
             self.emit(RealtimeSessionEvent::Error { error }).await;
         }
@@ -411,6 +551,7 @@ impl Driver {
             match result {
                 Ok(conn) => {
                     self.conn = conn;
+                    self.wakes.mark(wake::CONNECTION);
                     self.audio_started = false;
                     let replayed_items = self.replay_history().await;
                     tracing::info!(attempt, replayed_items, "reconnected");
@@ -454,6 +595,11 @@ impl Driver {
 
     async fn on_command(&mut self, command: Command) {
         match command {
+            Command::Model(ModelCommand::Audio { audio, commit })
+                if !self.shared.config.input_audio_batch.is_zero() =>
+            {
+                self.batch_audio(audio, commit).await
+            }
             Command::Model(command) => self.send(command).await,
             Command::Interrupt => self.interrupt(true).await,
             Command::UpdateAgent(agent) => {

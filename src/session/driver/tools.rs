@@ -194,6 +194,7 @@ impl Driver {
         let task = tokio::spawn(work.instrument(span));
         self.tool_aborts
             .insert(ctx.call_id.clone(), task.abort_handle());
+        self.wakes.mark(super::wake::TOOLS);
         self.tools.push(
             async move {
                 let outcome = match task.await {

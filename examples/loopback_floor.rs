@@ -1,0 +1,294 @@
+//! What the traffic of `loadtest` costs with no library at all: the floor under any client.
+//!
+//! ```text
+//! cargo run --release --example loopback_floor -- --sessions 300 --seconds 10
+//! ```
+//!
+//! N plain TCP connections over loopback, each carrying one 1,400-byte frame every 20 ms in
+//! each direction (the size of a WebSocket frame holding a 20 ms `response.output_audio.delta`
+//! or `input_audio_buffer.append`), paced and measured like `loadtest`: a server in a child
+//! process sends frames stamped with their send time, the client reads them on one task per
+//! connection, and pacer tasks (64 connections each) write the client's frames. There is no
+//! WebSocket, JSON, base64 or session: the client only reads, checks the stamp and writes, on
+//! the same tokio runtime. What this costs per 20 ms chunk is what the kernel and the runtime
+//! charge on this machine before a client does anything useful.
+//!
+//! Prints one JSON line with the fields of `loadtest` that apply: `cpu_us_per_chunk` (client
+//! CPU, user + system, over the chunks moved both ways), `cpu_ms_per_stream_second`, the
+//! delays from the server's write to the client's read, and `server_cpu_seconds`.
+
+#[path = "support/measure.rs"]
+mod measure;
+
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use measure::{Histogram, pid_cpu, process_cpu};
+
+const USAGE: &str = "usage: loopback_floor [--sessions N] [--seconds T] [--warmup W] [--workers W]\n\
+     --sessions  concurrent connections (default 100)\n\
+     --seconds   measured window (default 10)\n\
+     --warmup    seconds of traffic before the window (default 3)\n\
+     --workers   runtime worker threads, client and server each (default 2)\n\
+     --serve     run only the server and print its address (used by the default mode)";
+
+/// One frame: about a WebSocket frame with 20 ms of 24 kHz PCM16 in base64 JSON.
+const FRAME: usize = 1400;
+const CHUNK: Duration = Duration::from_millis(20);
+/// Connections one pacer task writes to.
+const PACER_GROUP: usize = 64;
+
+struct Args {
+    sessions: usize,
+    seconds: f64,
+    warmup: f64,
+    workers: usize,
+    serve: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        sessions: 100,
+        seconds: 10.0,
+        warmup: 3.0,
+        workers: 2,
+        serve: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        let bad = |name: &str, e: &dyn std::fmt::Display| format!("bad {name}: {e}");
+        match arg.as_str() {
+            "--sessions" => args.sessions = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
+            "--seconds" => args.seconds = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
+            "--warmup" => args.warmup = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
+            "--workers" => args.workers = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
+            "--serve" => args.serve = true,
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    args.workers = args.workers.max(1);
+    Ok(args)
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) if message.is_empty() => {
+            println!("{USAGE}");
+            return;
+        }
+        Err(message) => {
+            eprintln!("error: {message}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.workers)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let result = if args.serve {
+        rt.block_on(serve())
+    } else {
+        rt.block_on(run(&args))
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64
+}
+
+/// Writes a frame to every connection of the group each 20 ms until `stop`; a frame starts
+/// with its send time. Connections whose peer is gone are dropped.
+async fn pace(mut group: Vec<OwnedWriteHalf>, sent: Arc<AtomicU64>, stop: watch::Receiver<bool>) {
+    let mut frame = vec![0u8; FRAME];
+    let mut tick = tokio::time::interval(CHUNK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    while !*stop.borrow() && !group.is_empty() {
+        tick.tick().await;
+        let mut i = 0;
+        while i < group.len() {
+            frame[..8].copy_from_slice(&now_us().to_le_bytes());
+            if group[i].write_all(&frame).await.is_ok() {
+                sent.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            } else {
+                group.swap_remove(i);
+            }
+        }
+    }
+}
+
+/// `--serve`: accepts connections, sends each a paced stream of frames and discards what it
+/// reads, until stdin closes (the parent exited).
+async fn serve() -> Result<(), String> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("{addr}");
+    let _ = std::io::stdout().flush();
+    let (_stop_tx, stop) = watch::channel(false);
+    let sent = Arc::new(AtomicU64::new(0));
+    tokio::spawn(async move {
+        let mut group = Vec::new();
+        loop {
+            // A group starts pacing once it is full, or when no connection came for 200 ms.
+            let accepted =
+                tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+            match accepted {
+                Ok(Ok((stream, _))) => {
+                    let _ = stream.set_nodelay(true);
+                    let (mut read, write) = stream.into_split();
+                    tokio::spawn(async move {
+                        let mut sink = vec![0u8; 16 * 1024];
+                        while matches!(read.read(&mut sink).await, Ok(n) if n > 0) {}
+                    });
+                    group.push(write);
+                    if group.len() < PACER_GROUP {
+                        continue;
+                    }
+                }
+                Ok(Err(_)) => continue,
+                Err(_) if group.is_empty() => continue,
+                Err(_) => {}
+            }
+            tokio::spawn(pace(std::mem::take(&mut group), sent.clone(), stop.clone()));
+        }
+    });
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        while std::io::stdin().lock().read_line(&mut line).unwrap_or(0) > 0 {
+            line.clear();
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Reads one connection's frames and records their delays until the peer or `stop` ends it.
+async fn receive(
+    mut read: tokio::net::tcp::OwnedReadHalf,
+    received: Arc<AtomicU64>,
+    delays: Arc<Histogram>,
+) {
+    let mut frame = vec![0u8; FRAME];
+    while read.read_exact(&mut frame).await.is_ok() {
+        let mut stamp = [0u8; 8];
+        stamp.copy_from_slice(&frame[..8]);
+        delays.record(now_us().saturating_sub(u64::from_le_bytes(stamp)));
+        received.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+async fn run(args: &Args) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = std::process::Command::new(exe)
+        .args(["--serve", "--workers", &args.workers.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start the server: {e}"))?;
+    let mut line = String::new();
+    let stdout = child.stdout.take().ok_or("no server stdout")?;
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let addr = line.trim().to_owned();
+
+    let sent = Arc::new(AtomicU64::new(0));
+    let received = Arc::new(AtomicU64::new(0));
+    let delays = Arc::new(Histogram::new());
+    let (stop_tx, stop) = watch::channel(false);
+    let mut writers = Vec::with_capacity(args.sessions);
+    let mut readers = Vec::with_capacity(args.sessions);
+    for _ in 0..args.sessions {
+        let stream = TcpStream::connect(&addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let (read, write) = stream.into_split();
+        readers.push(tokio::spawn(receive(
+            read,
+            received.clone(),
+            delays.clone(),
+        )));
+        writers.push(write);
+    }
+    let mut pacers = Vec::new();
+    while !writers.is_empty() {
+        let group = writers.split_off(writers.len().saturating_sub(PACER_GROUP));
+        pacers.push(tokio::spawn(pace(group, sent.clone(), stop.clone())));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
+
+    delays.reset();
+    let (in0, out0) = (
+        sent.load(Ordering::Relaxed),
+        received.load(Ordering::Relaxed),
+    );
+    let cpu0 = process_cpu();
+    let server0 = pid_cpu(child.id());
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu1 = process_cpu();
+    let server1 = pid_cpu(child.id());
+    let (in1, out1) = (
+        sent.load(Ordering::Relaxed),
+        received.load(Ordering::Relaxed),
+    );
+
+    let _ = stop_tx.send(true);
+    for p in pacers {
+        let _ = p.await;
+    }
+    drop(child.stdin.take());
+    let _ = child.kill();
+    let _ = child.wait();
+    for r in readers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
+    }
+
+    let (user, sys) = (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1);
+    let chunks = ((in1 - in0) + (out1 - out0)).max(1);
+    let max = delays.max_us.load(Ordering::Relaxed) as f64 / 1000.0;
+    let round = |x: f64, d: i32| (x * 10f64.powi(d)).round() / 10f64.powi(d);
+    let quantile = |q| delays.quantile_ms(q).map(|v: f64| round(v.min(max), 2));
+    println!(
+        "{}",
+        serde_json::json!({
+            "sessions": args.sessions,
+            "seconds": round(elapsed, 2),
+            "client_cpu_seconds": round(user + sys, 3),
+            "cpu_us_per_chunk": round((user + sys) * 1e6 / chunks as f64, 2),
+            "cpu_ms_per_stream_second": round((user + sys) * 1e3 / (args.sessions as f64 * elapsed), 4),
+            "delay_p50_ms": quantile(0.5),
+            "delay_p99_ms": quantile(0.99),
+            "delay_max_ms": round(max, 2),
+            "client_user_cpu_seconds": round(user, 3),
+            "client_sys_cpu_seconds": round(sys, 3),
+            "chunks_in": in1 - in0,
+            "chunks_out": out1 - out0,
+            "server_cpu_seconds": server0.zip(server1).map(|(a, b)| round(b - a, 3)),
+            "client_workers": args.workers,
+        })
+    );
+    Ok(())
+}

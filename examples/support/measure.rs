@@ -1,0 +1,130 @@
+//! Measurements shared by the load harnesses (`loadtest`, `loopback_floor`): delay histograms,
+//! CPU time and resident memory read from the kernel.
+
+#![allow(dead_code)] // Each harness uses its own subset.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Delivery delays: 10 µs buckets up to 100 ms, then 1 ms buckets up to 10 s.
+pub struct Histogram {
+    fine: Vec<AtomicU64>,
+    coarse: Vec<AtomicU64>,
+    pub max_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new() -> Self {
+        let h = Self {
+            fine: (0..10_000).map(|_| AtomicU64::new(0)).collect(),
+            coarse: (0..10_000).map(|_| AtomicU64::new(0)).collect(),
+            max_us: AtomicU64::new(0),
+        };
+        h.reset();
+        h
+    }
+
+    pub fn reset(&self) {
+        for b in self.fine.iter().chain(&self.coarse) {
+            b.store(0, Ordering::Relaxed);
+        }
+        self.max_us.store(0, Ordering::Relaxed);
+    }
+
+    pub fn record(&self, us: u64) {
+        if us < 100_000 {
+            self.fine[(us / 10) as usize].fetch_add(1, Ordering::Relaxed);
+        } else {
+            let i = ((us / 1000) as usize).min(self.coarse.len() - 1);
+            self.coarse[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.max_us.fetch_max(us, Ordering::Relaxed);
+    }
+
+    /// The upper bound of the bucket holding quantile `q`, in ms.
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let counts: Vec<(u64, f64)> = self
+            .fine
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.load(Ordering::Relaxed), (i + 1) as f64 * 0.01))
+            .chain(
+                self.coarse
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| (b.load(Ordering::Relaxed), (i + 1) as f64)),
+            )
+            .collect();
+        let total: u64 = counts.iter().map(|c| c.0).sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        counts.into_iter().find_map(|(n, upper)| {
+            seen += n;
+            (seen >= rank).then_some(upper)
+        })
+    }
+}
+
+/// Resident memory of this process, in KiB.
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// (user, system) CPU seconds of this process.
+pub fn process_cpu() -> (f64, f64) {
+    // SAFETY: `usage` is a valid, writable rusage.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(usage.ru_utime), secs(usage.ru_stime))
+}
+
+/// (user, system) CPU seconds of this process's threads whose name starts with `prefix`.
+pub fn threads_cpu(prefix: &str) -> (f64, f64) {
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut total = (0.0, 0.0);
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return total;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with(prefix) {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        // After the name: state is field 3 of stat(5); utime and stime are fields 14 and 15.
+        let get = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok());
+        if let (Some(u), Some(s)) = (get(14), get(15)) {
+            total.0 += u / tick;
+            total.1 += s / tick;
+        }
+    }
+    total
+}
+
+/// CPU seconds (user + system) of another process.
+pub fn pid_cpu(pid: u32) -> Option<f64> {
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.rfind(')')?;
+    let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+    let u: f64 = fields.get(11)?.parse().ok()?;
+    let s: f64 = fields.get(12)?.parse().ok()?;
+    Some((u + s) / tick)
+}
