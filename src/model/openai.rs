@@ -29,6 +29,7 @@ use crate::protocol::{
     Modality, ServerEvent, SessionConfig, SessionKind, ToolDefinition, TranscriptionConfig,
     TurnDetection,
 };
+use crate::wake::Wakes;
 use crate::{Error, Result, ServerError};
 
 const DEFAULT_MODEL: &str = "gpt-realtime";
@@ -421,9 +422,16 @@ struct OpenAIConnection {
     pong_due: Option<Instant>,
     /// Frames were written but not yet flushed.
     flush_pending: bool,
+    /// Whether the socket's read side woke since reading last came up empty: only then is a
+    /// read tried (an empty try still costs tungstenite a read attempt and a buffer to clear,
+    /// and the session polls the connection after every frame it sends).
+    read: Wakes<1>,
     closing: bool,
     finished: bool,
 }
+
+/// The only source of [`OpenAIConnection::read`].
+const READ: u32 = 1;
 
 impl Protocol {
     fn new(config: Arc<Config>) -> Self {
@@ -939,6 +947,7 @@ impl OpenAIConnection {
             ping,
             pong_due: None,
             flush_pending: false,
+            read: Wakes::new(),
             closing: false,
             finished: false,
         }
@@ -1067,7 +1076,15 @@ impl RealtimeConnection for OpenAIConnection {
                 self.finish(Some(Error::Protocol(format!("write failed: {e}"))));
                 continue;
             }
-            match Pin::new(&mut self.ws).poll_next(cx) {
+            if self.read.take(cx) == 0 {
+                return Poll::Pending;
+            }
+            let polled = Pin::new(&mut self.ws).poll_next(&mut self.read.context(READ));
+            if polled.is_ready() {
+                // There may be more: read again on the next poll.
+                self.read.mark(READ);
+            }
+            match polled {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(message))) => match message {
                     Message::Text(text) => self.proto.on_text(text),

@@ -8,7 +8,6 @@
 mod guardrails;
 mod history;
 mod tools;
-mod wake;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::poll_fn;
@@ -35,6 +34,7 @@ use crate::model::{
     AudioCut, ModelCommand, ModelEvent, RealtimeConnection, RealtimeModel, SessionSettings, Usage,
 };
 use crate::runner::RealtimeRunConfig;
+use crate::wake::Wakes;
 use crate::{Error, RealtimeAgent, Result, RunContext};
 
 use guardrails::{GuardDone, GuardText, Held};
@@ -42,6 +42,23 @@ use tools::{Batch, PendingApproval, ToolDone};
 
 /// How long `close` waits for the peer to acknowledge the close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// The session task's wake-up sources (see [`Wakes`]).
+mod wake {
+    /// The connection to the model.
+    pub(super) const CONNECTION: u32 = 1;
+    /// The command channel from the handles.
+    pub(super) const COMMANDS: u32 = 1 << 1;
+    /// Running tool calls.
+    pub(super) const TOOLS: u32 = 1 << 2;
+    /// Running guardrail checks.
+    pub(super) const GUARDRAILS: u32 = 1 << 3;
+    /// Close, cancellation, the time limit, the application dropping its stream.
+    pub(super) const LIFE: u32 = 1 << 4;
+    /// The deadline of the microphone audio batch.
+    pub(super) const MIC: u32 = 1 << 5;
+    pub(super) const SOURCES: usize = 6;
+}
 
 /// The most items (commands, model events, finished tools) one source gets handled in one pass
 /// of the session loop before the other sources get their turn.
@@ -180,7 +197,7 @@ pub(crate) struct Driver {
     audio_started: bool,
     usage: Usage,
     turn_span: tracing::Span,
-    wakes: wake::Wakes,
+    wakes: Wakes<{ wake::SOURCES }>,
     /// Microphone audio waiting for its batch to fill (`input_audio_batch`).
     mic: BytesMut,
     /// When the batch in `mic` goes out even if it is not full.
@@ -227,7 +244,7 @@ impl Driver {
             audio_started: false,
             usage: Usage::default(),
             turn_span: tracing::Span::none(),
-            wakes: wake::Wakes::new(),
+            wakes: Wakes::new(),
             mic: BytesMut::new(),
             mic_due: None,
             stopped: false,

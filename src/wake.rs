@@ -1,32 +1,16 @@
-//! Which of the session task's sources woke it, so that each pass polls only those.
+//! Which of a task's wake-up sources woke it, so that the task polls only those.
 //!
-//! The session task waits on several sources at once: the connection, the command channel,
-//! running tools, running guardrails and the session's life (close, cancellation, time limit,
-//! the application dropping its stream). A `select!` over all of them polls every source on
-//! every wake-up, and most wake-ups (one per audio chunk each way) concern one source. Here
-//! each source is polled with a waker of its own that records its bit before waking the task,
-//! and the task's loop polls a source only when its bit is set.
+//! A task that waits on several sources at once (`select!`) polls every one of them on every
+//! wake-up, even though most wake-ups concern one source. Here each source is polled with a
+//! waker of its own that records the source's bit before waking the task, and the task asks
+//! which bits are set. The session task uses one bit per source (connection, commands,
+//! tools...); the OpenAI transport uses one for its socket's read side.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
 use futures::task::AtomicWaker;
-
-/// The connection to the model.
-pub(super) const CONNECTION: u32 = 1;
-/// The command channel from the handles.
-pub(super) const COMMANDS: u32 = 1 << 1;
-/// Running tool calls.
-pub(super) const TOOLS: u32 = 1 << 2;
-/// Running guardrail checks.
-pub(super) const GUARDRAILS: u32 = 1 << 3;
-/// Close, cancellation, the time limit, the application dropping its stream.
-pub(super) const LIFE: u32 = 1 << 4;
-/// The deadline of the microphone audio batch.
-pub(super) const MIC: u32 = 1 << 5;
-const SOURCES: usize = 6;
-const ALL: u32 = (1 << SOURCES) - 1;
 
 struct Shared {
     ready: AtomicU32,
@@ -49,17 +33,20 @@ impl Wake for Source {
     }
 }
 
-/// The ready set and one waker per source.
-pub(super) struct Wakes {
+/// The ready set and one waker for each of `N` sources (source `i` is bit `1 << i`).
+pub(crate) struct Wakes<const N: usize> {
     shared: Arc<Shared>,
-    wakers: [Waker; SOURCES],
+    wakers: [Waker; N],
 }
 
-impl Wakes {
+impl<const N: usize> Wakes<N> {
+    /// All the sources' bits.
+    pub(crate) const ALL: u32 = ((1u64 << N) - 1) as u32;
+
     /// Every source starts ready, so that the first pass polls (and registers) all of them.
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let shared = Arc::new(Shared {
-            ready: AtomicU32::new(ALL),
+            ready: AtomicU32::new(Self::ALL),
             task: AtomicWaker::new(),
         });
         let wakers = std::array::from_fn(|i| {
@@ -71,28 +58,31 @@ impl Wakes {
         Self { shared, wakers }
     }
 
-    /// A context whose waker marks `source` ready.
-    pub(super) fn context(&self, source: u32) -> Context<'_> {
+    /// A context whose waker marks `source` (a single bit) ready.
+    pub(crate) fn context(&self, source: u32) -> Context<'_> {
         Context::from_waker(&self.wakers[source.trailing_zeros() as usize])
     }
 
     /// Polls `source` again on the next pass (it had more than one pass's worth of work, or
     /// something new was added to it).
-    pub(super) fn mark(&self, sources: u32) {
+    pub(crate) fn mark(&self, sources: u32) {
         self.shared.ready.fetch_or(sources, Ordering::Release);
     }
 
+    /// Takes the ready set (maybe empty); `cx`'s task is woken when a source becomes ready.
+    pub(crate) fn take(&self, cx: &Context<'_>) -> u32 {
+        self.shared.task.register(cx.waker());
+        self.shared.ready.swap(0, Ordering::Acquire)
+    }
+
     /// Waits until at least one source is ready and takes the ready set.
-    pub(super) async fn wait(&self) -> u32 {
+    pub(crate) async fn wait(&self) -> u32 {
         // Counts against the task's cooperative budget, so that a source that stays ready
         // cannot keep the task from yielding to the runtime.
         tokio::task::consume_budget().await;
-        std::future::poll_fn(|cx| {
-            self.shared.task.register(cx.waker());
-            match self.shared.ready.swap(0, Ordering::Acquire) {
-                0 => Poll::Pending,
-                ready => Poll::Ready(ready),
-            }
+        std::future::poll_fn(|cx| match self.take(cx) {
+            0 => Poll::Pending,
+            ready => Poll::Ready(ready),
         })
         .await
     }
@@ -103,9 +93,15 @@ mod tests {
     use super::*;
     use futures::FutureExt as _;
 
+    const TOOLS: u32 = 1 << 2;
+    const LIFE: u32 = 1 << 4;
+    const COMMANDS: u32 = 1 << 1;
+    const CONNECTION: u32 = 1;
+    const ALL: u32 = Wakes::<5>::ALL;
+
     #[tokio::test]
     async fn reports_only_the_sources_that_woke() {
-        let wakes = Wakes::new();
+        let wakes = Wakes::<5>::new();
         assert_eq!(
             wakes.wait().await,
             ALL,
@@ -125,7 +121,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_wake_from_another_task_resumes_the_waiter() {
-        let wakes = Arc::new(Wakes::new());
+        let wakes = Arc::new(Wakes::<5>::new());
         wakes.wait().await;
         let waker = wakes.context(CONNECTION).waker().clone();
         let waiter = {
