@@ -13,6 +13,11 @@
 //! the same tokio runtime. What this costs per 20 ms chunk is what the kernel and the runtime
 //! charge on this machine before a client does anything useful.
 //!
+//! `--hops` adds the task layout of a session: each frame read goes through a channel to
+//! another task (the application reading events), and each frame written comes through a
+//! channel from the pacer to the task that owns the socket (the session task), so the cost of
+//! those hand-offs shows on its own.
+//!
 //! Prints one JSON line with the fields of `loadtest` that apply: `cpu_us_per_chunk` (client
 //! CPU, user + system, over the chunks moved both ways), `cpu_ms_per_stream_second`, the
 //! delays from the server's write to the client's read, and `server_cpu_seconds`.
@@ -28,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use measure::{Histogram, pid_cpu, process_cpu};
 
@@ -37,6 +42,7 @@ const USAGE: &str = "usage: loopback_floor [--sessions N] [--seconds T] [--warmu
      --seconds   measured window (default 10)\n\
      --warmup    seconds of traffic before the window (default 3)\n\
      --workers   runtime worker threads, client and server each (default 2)\n\
+     --hops      pass every frame through a channel to another task, both ways (as a session does)\n\
      --serve     run only the server and print its address (used by the default mode)";
 
 /// One frame: about a WebSocket frame with 20 ms of 24 kHz PCM16 in base64 JSON.
@@ -50,6 +56,7 @@ struct Args {
     seconds: f64,
     warmup: f64,
     workers: usize,
+    hops: bool,
     serve: bool,
 }
 
@@ -59,6 +66,7 @@ fn parse_args() -> Result<Args, String> {
         seconds: 10.0,
         warmup: 3.0,
         workers: 2,
+        hops: false,
         serve: false,
     };
     let mut it = std::env::args().skip(1);
@@ -70,6 +78,7 @@ fn parse_args() -> Result<Args, String> {
             "--seconds" => args.seconds = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
             "--warmup" => args.warmup = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
             "--workers" => args.workers = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
+            "--hops" => args.hops = true,
             "--serve" => args.serve = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -182,18 +191,70 @@ async fn serve() -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
-/// Reads one connection's frames and records their delays until the peer or `stop` ends it.
+/// Reads one connection's frames and records their delays until the peer or `stop` ends it;
+/// with `hops`, through a channel to another task.
 async fn receive(
     mut read: tokio::net::tcp::OwnedReadHalf,
     received: Arc<AtomicU64>,
     delays: Arc<Histogram>,
+    hops: bool,
 ) {
-    let mut frame = vec![0u8; FRAME];
-    while read.read_exact(&mut frame).await.is_ok() {
+    let record = move |frame: &[u8]| {
         let mut stamp = [0u8; 8];
         stamp.copy_from_slice(&frame[..8]);
         delays.record(now_us().saturating_sub(u64::from_le_bytes(stamp)));
         received.fetch_add(1, Ordering::Relaxed);
+    };
+    let mut frame = vec![0u8; FRAME];
+    if !hops {
+        while read.read_exact(&mut frame).await.is_ok() {
+            record(&frame);
+        }
+        return;
+    }
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
+    tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            record(&frame);
+        }
+    });
+    while read.read_exact(&mut frame).await.is_ok() {
+        if tx.send(frame.clone()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// With `--hops`: the task that owns a connection's write half, fed by a channel.
+struct Relay(mpsc::Sender<Vec<u8>>);
+
+impl Relay {
+    fn new(mut write: OwnedWriteHalf) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
+        tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                if write.write_all(&frame).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Self(tx)
+    }
+}
+
+/// Like [`pace`], through each connection's [`Relay`].
+async fn pace_relays(group: Vec<Relay>, sent: Arc<AtomicU64>, stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(CHUNK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    while !*stop.borrow() {
+        tick.tick().await;
+        for relay in &group {
+            let mut frame = vec![0u8; FRAME];
+            frame[..8].copy_from_slice(&now_us().to_le_bytes());
+            if relay.0.send(frame).await.is_ok() {
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -228,13 +289,19 @@ async fn run(args: &Args) -> Result<(), String> {
             read,
             received.clone(),
             delays.clone(),
+            args.hops,
         )));
         writers.push(write);
     }
     let mut pacers = Vec::new();
     while !writers.is_empty() {
         let group = writers.split_off(writers.len().saturating_sub(PACER_GROUP));
-        pacers.push(tokio::spawn(pace(group, sent.clone(), stop.clone())));
+        pacers.push(if args.hops {
+            let relays = group.into_iter().map(Relay::new).collect();
+            tokio::spawn(pace_relays(relays, sent.clone(), stop.clone()))
+        } else {
+            tokio::spawn(pace(group, sent.clone(), stop.clone()))
+        });
     }
     tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
 
@@ -288,6 +355,7 @@ async fn run(args: &Args) -> Result<(), String> {
             "chunks_out": out1 - out0,
             "server_cpu_seconds": server0.zip(server1).map(|(a, b)| round(b - a, 3)),
             "client_workers": args.workers,
+            "hops": args.hops,
         })
     );
     Ok(())
