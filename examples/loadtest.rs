@@ -32,7 +32,6 @@
 #[path = "support/measure.rs"]
 mod measure;
 
-use std::io::{BufRead, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -49,7 +48,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::sync::{Semaphore, watch};
 
-use measure::{Histogram, pid_cpu, process_cpu, rss_kib, threads_cpu};
+use measure::{
+    Histogram, announce_and_wait, args_or_exit, pid_cpu, process_cpu, rss_kib, spawn_server,
+    threads_cpu,
+};
 
 const USAGE: &str = "usage: loadtest [--sessions N] [--seconds T] [--workers W] [--in-process | --url URL]\n\
      --sessions    concurrent sessions (default 100)\n\
@@ -114,17 +116,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) if message.is_empty() => {
-            println!("{USAGE}");
-            return;
-        }
-        Err(message) => {
-            eprintln!("error: {message}\n{USAGE}");
-            std::process::exit(2);
-        }
-    };
+    let args = args_or_exit(parse_args(), USAGE);
     if args.serve {
         serve(args.workers);
         return;
@@ -158,15 +150,8 @@ fn serve(workers: usize) {
             .start()
             .await
             .expect("simulator");
-        println!("{}", sim.url());
-        let _ = std::io::stdout().flush();
-        let _ = tokio::task::spawn_blocking(|| {
-            let mut line = String::new();
-            while std::io::stdin().lock().read_line(&mut line).unwrap_or(0) > 0 {
-                line.clear();
-            }
-        })
-        .await;
+        let url = sim.url();
+        let _ = tokio::task::spawn_blocking(move || announce_and_wait(&url)).await;
         sim.shutdown().await;
     });
 }
@@ -393,22 +378,10 @@ fn run(args: &Args) -> Result<Report, String> {
         sim_runtime = Some(rt);
         (url, "in-process")
     } else {
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut c = std::process::Command::new(exe)
-            .args(["--serve", "--workers", &args.workers.to_string()])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start the simulator: {e}"))?;
-        let mut line = String::new();
-        let stdout = c.stdout.take().ok_or("no simulator stdout")?;
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
-        let url = line.trim().to_owned();
+        let (mut c, url) = spawn_server(&["--serve", "--workers", &args.workers.to_string()])?;
         if !url.starts_with("ws://") {
             let _ = c.kill();
-            return Err(format!("the simulator said {line:?}"));
+            return Err(format!("the simulator said {url:?}"));
         }
         child = Some(c);
         (url, "child-process")

@@ -25,7 +25,6 @@
 #[path = "support/measure.rs"]
 mod measure;
 
-use std::io::{BufRead, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -35,7 +34,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
-use measure::{Histogram, pid_cpu, process_cpu};
+use measure::{Histogram, announce_and_wait, args_or_exit, pid_cpu, process_cpu, spawn_server};
 
 const USAGE: &str = "usage: loopback_floor [--sessions N] [--seconds T] [--warmup W] [--workers W]\n\
      --sessions  concurrent connections (default 100)\n\
@@ -89,17 +88,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) if message.is_empty() => {
-            println!("{USAGE}");
-            return;
-        }
-        Err(message) => {
-            eprintln!("error: {message}\n{USAGE}");
-            std::process::exit(2);
-        }
-    };
+    let args = args_or_exit(parse_args(), USAGE);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers)
         .enable_all()
@@ -151,8 +140,6 @@ async fn serve() -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("{addr}");
-    let _ = std::io::stdout().flush();
     let (_stop_tx, stop) = watch::channel(false);
     let sent = Arc::new(AtomicU64::new(0));
     tokio::spawn(async move {
@@ -181,14 +168,9 @@ async fn serve() -> Result<(), String> {
             tokio::spawn(pace(std::mem::take(&mut group), sent.clone(), stop.clone()));
         }
     });
-    tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        while std::io::stdin().lock().read_line(&mut line).unwrap_or(0) > 0 {
-            line.clear();
-        }
-    })
-    .await
-    .map_err(|e| e.to_string())
+    tokio::task::spawn_blocking(move || announce_and_wait(&addr.to_string()))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Reads one connection's frames and records their delays until the peer or `stop` ends it;
@@ -259,19 +241,7 @@ async fn pace_relays(group: Vec<Relay>, sent: Arc<AtomicU64>, stop: watch::Recei
 }
 
 async fn run(args: &Args) -> Result<(), String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut child = std::process::Command::new(exe)
-        .args(["--serve", "--workers", &args.workers.to_string()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start the server: {e}"))?;
-    let mut line = String::new();
-    let stdout = child.stdout.take().ok_or("no server stdout")?;
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
-    let addr = line.trim().to_owned();
+    let (mut child, addr) = spawn_server(&["--serve", "--workers", &args.workers.to_string()])?;
 
     let sent = Arc::new(AtomicU64::new(0));
     let received = Arc::new(AtomicU64::new(0));

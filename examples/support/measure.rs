@@ -1,5 +1,5 @@
-//! Measurements shared by the load harnesses (`loadtest`, `loopback_floor`): delay histograms,
-//! CPU time and resident memory read from the kernel.
+//! What the load harnesses (`loadtest`, `loopback_floor`) share: delay histograms, CPU time
+//! and resident memory read from the kernel, and the plumbing of a server in a child process.
 
 #![allow(dead_code)] // Each harness uses its own subset.
 
@@ -127,4 +127,52 @@ pub fn pid_cpu(pid: u32) -> Option<f64> {
     let u: f64 = fields.get(11)?.parse().ok()?;
     let s: f64 = fields.get(12)?.parse().ok()?;
     Some((u + s) / tick)
+}
+
+/// The parsed arguments, or exits: with the usage on `--help` (an empty error), with the error
+/// and the usage (exit code 2) on a bad argument.
+pub fn args_or_exit<T>(parsed: Result<T, String>, usage: &str) -> T {
+    match parsed {
+        Ok(args) => args,
+        Err(message) if message.is_empty() => {
+            println!("{usage}");
+            std::process::exit(0);
+        }
+        Err(message) => {
+            eprintln!("error: {message}\n{usage}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Starts this program again with `args` (its server mode) and returns the child with the first
+/// line it printed (its address). The child ends when its stdin closes: see
+/// [`wait_for_stdin_close`].
+pub fn spawn_server(args: &[&str]) -> Result<(std::process::Child, String), String> {
+    use std::io::BufRead as _;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = std::process::Command::new(exe)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start the server: {e}"))?;
+    let mut line = String::new();
+    let stdout = child.stdout.take().ok_or("no server stdout")?;
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    Ok((child, line.trim().to_owned()))
+}
+
+/// Prints the server's address for [`spawn_server`] and blocks until stdin closes (the parent
+/// exited or is done).
+pub fn announce_and_wait(address: &str) {
+    use std::io::{BufRead as _, Write as _};
+    println!("{address}");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    while std::io::stdin().lock().read_line(&mut line).unwrap_or(0) > 0 {
+        line.clear();
+    }
 }
