@@ -14,10 +14,9 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-
-use bytes::{Bytes, BytesMut};
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -355,7 +354,6 @@ impl Driver {
 
     async fn run_tools(&mut self) {
         for _ in 0..BATCH {
-            // The context must not live across the handler's awaits.
             let polled = self
                 .tools
                 .poll_next_unpin(&mut self.wakes.context(wake::TOOLS));
@@ -369,7 +367,6 @@ impl Driver {
 
     async fn run_guardrails(&mut self) {
         for _ in 0..BATCH {
-            // The context must not live across the handler's awaits.
             let polled = self
                 .guardrails
                 .poll_next_unpin(&mut self.wakes.context(wake::GUARDRAILS));
@@ -391,13 +388,14 @@ impl Driver {
             .poll(&mut self.wakes.context(wake::MIC))
             .is_ready()
         {
-            let audio = self.mic.split().freeze();
-            self.write(ModelCommand::Audio {
-                audio,
-                commit: false,
-            })
-            .await;
+            self.flush_mic(false).await;
         }
+    }
+
+    /// Sends the microphone audio batched so far (maybe none, with `commit`) as one append.
+    async fn flush_mic(&mut self, commit: bool) {
+        let audio = self.mic.split().freeze();
+        self.write(ModelCommand::Audio { audio, commit }).await;
     }
 
     /// Adds microphone audio to the batch (`input_audio_batch`), and sends the batch when it
@@ -418,8 +416,7 @@ impl Driver {
         }
         self.mic.extend_from_slice(&audio);
         if commit || self.mic.len() >= batch_bytes {
-            let audio = self.mic.split().freeze();
-            self.write(ModelCommand::Audio { audio, commit }).await;
+            self.flush_mic(commit).await;
         }
     }
 
@@ -430,7 +427,6 @@ impl Driver {
             if self.stopped {
                 return;
             }
-            // The context must not live across the handler's awaits.
             let polled = self
                 .conn
                 .poll_event(&mut self.wakes.context(wake::CONNECTION));
@@ -476,12 +472,7 @@ impl Driver {
     /// Sends a command to the model, after any microphone audio still in its batch.
     async fn send(&mut self, command: ModelCommand) {
         if !self.mic.is_empty() {
-            let audio = self.mic.split().freeze();
-            self.write(ModelCommand::Audio {
-                audio,
-                commit: false,
-            })
-            .await;
+            self.flush_mic(false).await;
         }
         self.write(command).await;
     }
