@@ -151,7 +151,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             E::InputSpeechStarted { .. } => println!("\n[listening...]"),
             E::UserTranscript { transcript, .. } => println!("You: {transcript}"),
-            E::AgentStart { agent } => print!("{agent}: "),
+            E::AgentStart { agent, .. } => print!("{agent}: "),
             E::TranscriptDelta {
                 role: Role::Assistant,
                 delta,

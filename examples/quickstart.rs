@@ -58,7 +58,7 @@ async fn turn(
             return Err("the session ended unexpectedly".into());
         };
         match event {
-            E::AgentStart { agent } => speaker = Some(agent),
+            E::AgentStart { agent, .. } => speaker = Some(agent),
             E::TranscriptDelta {
                 role: Role::Assistant,
                 delta,

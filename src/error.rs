@@ -115,9 +115,26 @@ pub enum Error {
     /// An operation did not finish in time (a tool, or the session's `max_duration`).
     #[error("timed out: {0}")]
     Timeout(String),
-    /// The session was cancelled from outside.
-    #[error("cancelled")]
-    Cancelled,
+    /// The session was cancelled from outside: by the run's
+    /// [cancellation token](crate::RealtimeRunConfig::cancellation_token), its
+    /// [`cancel_check`](crate::RealtimeRunConfig::cancel_check), or
+    /// [`RealtimeSessionHandle::cancel`](crate::RealtimeSessionHandle::cancel). `reason` is
+    /// what the canceller said.
+    ///
+    /// ```
+    /// let e = realtime_agents::Error::Cancelled { reason: "caller hung up".into() };
+    /// assert_eq!(e.to_string(), "cancelled: caller hung up");
+    /// ```
+    #[error("cancelled: {reason}")]
+    Cancelled {
+        /// Why, in the canceller's words.
+        reason: String,
+    },
+    /// A backend broke the contract of [`RealtimeConnection`](crate::model::RealtimeConnection)
+    /// (an event out of order, a response that never started...). The session reports it and
+    /// goes on as best it can.
+    #[error("backend broke its contract: {0}")]
+    Contract(String),
     /// The session is closed; nothing more can be sent.
     #[error("session is closed")]
     SessionClosed,
@@ -160,6 +177,8 @@ impl Error {
                 message: r(message),
             },
             Self::Timeout(m) => Self::Timeout(r(m)),
+            Self::Cancelled { reason } => Self::Cancelled { reason: r(reason) },
+            Self::Contract(m) => Self::Contract(r(m)),
             other => other,
         }
     }

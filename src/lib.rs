@@ -26,7 +26,7 @@ pub use handoff::Handoff;
 pub use redact::Redactor;
 pub use runner::{RealtimeRunConfig, RealtimeRunner, ReconnectPolicy};
 pub use session::{
-    PlaybackTracker, RealtimeSession, RealtimeSessionEvent, RealtimeSessionHandle,
+    PlaybackTracker, RealtimeSession, RealtimeSessionEvent, RealtimeSessionHandle, ResponseEnd,
     WallClockPlaybackTracker,
 };
 /// The token type taken by [`RealtimeRunConfig::cancellation_token`] (from `tokio-util`).

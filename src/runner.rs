@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::guardrail::GuardrailResult;
 use crate::hooks::RealtimeHooks;
 use crate::items::RealtimeItem;
 use crate::model::{OpenAIRealtimeWebSocketModel, RealtimeModel, SessionSettings};
-use crate::session::{Driver, RealtimeSession, Shared, agent_settings};
+use crate::session::{Canceller, Driver, RealtimeSession, Shared, agent_settings};
 use crate::{
     OutputGuardrail, PlaybackTracker, RealtimeAgent, Redactor, Result, RunContext,
     WallClockPlaybackTracker,
@@ -422,10 +422,10 @@ impl RealtimeRunner {
             .tracker
             .clone()
             .unwrap_or_else(|| Arc::new(WallClockPlaybackTracker::default()));
-        let cancelled = match &self.config.cancel {
+        let cancelled = Canceller::new(match &self.config.cancel {
             Some(token) => token.child_token(),
             None => CancellationToken::new(),
-        };
+        });
         let shared = Shared {
             config: self.config.clone(),
             context: RunContext::new(context),
@@ -439,11 +439,11 @@ impl RealtimeRunner {
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
-                        _ = cancelled.cancelled() => break,
+                        _ = cancelled.token.cancelled() => break,
                         _ = tokio::time::sleep(interval) => {}
                     }
                     if check().await {
-                        cancelled.cancel();
+                        cancelled.cancel("cancel_check reported the run cancelled");
                         break;
                     }
                 }
@@ -451,7 +451,11 @@ impl RealtimeRunner {
         }
         let (command_tx, command_rx) = mpsc::channel(256);
         let (event_tx, event_rx) = mpsc::channel(self.config.event_capacity);
-        let driver = Driver::new(conn, command_rx, event_tx, shared, self.agent.clone());
-        Ok(RealtimeSession::spawn(driver, command_tx, event_rx))
+        let (tail_tx, tail_rx) = oneshot::channel();
+        let canceller = shared.cancelled.clone();
+        let driver = Driver::new(conn, command_rx, event_tx, tail_tx, shared, self.agent.clone());
+        Ok(RealtimeSession::spawn(
+            driver, command_tx, event_rx, tail_rx, canceller,
+        ))
     }
 }

@@ -98,7 +98,7 @@ async fn invalid_handoff_input_keeps_the_agent_and_tells_the_model() {
     assert!(
         events
             .iter()
-            .any(|e| matches!(e, E::AgentStart { agent } if agent == "Triage"))
+            .any(|e| matches!(e, E::AgentStart { agent, .. } if agent == "Triage"))
     );
     assert_eq!(server.received_of("session.update").len(), 1, "no switch");
     let output = server

@@ -216,7 +216,7 @@ async fn a_cancellation_token_ends_sessions_with_cancelled() {
         matches!(
             events.last(),
             Some(E::Closed {
-                error: Some(Error::Cancelled)
+                error: Some(Error::Cancelled { .. })
             })
         ),
         "{events:#?}"
@@ -258,7 +258,7 @@ async fn an_is_cancelled_check_is_polled_and_ends_the_session() {
     assert!(matches!(
         events.last(),
         Some(E::Closed {
-            error: Some(Error::Cancelled)
+            error: Some(Error::Cancelled { .. })
         })
     ));
     let after = polls.load(Ordering::SeqCst);

@@ -5,7 +5,7 @@ use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64_simd::STANDARD as BASE64;
 use futures::future::BoxFuture;
@@ -418,8 +418,7 @@ struct Protocol {
 struct OpenAIConnection {
     ws: Socket,
     proto: Protocol,
-    ping: Option<tokio::time::Interval>,
-    pong_due: Option<Instant>,
+    keepalive: Option<KeepAlive>,
     /// Frames were written but not yet flushed.
     flush_pending: bool,
     /// Whether the socket's read side woke since reading last came up empty: only then is a
@@ -934,18 +933,72 @@ impl Protocol {
     }
 }
 
+/// Keep-alive: a ping every `interval`; when one goes unanswered for `timeout`, the server is
+/// reported gone.
+///
+/// Any frame received is proof of life, not only a pong. The deadline is checked only after
+/// the socket was read dry: when the session was busy waiting for the application, the frames
+/// (and the pong) that arrived meanwhile are still in the socket's buffers, and are read first.
+/// A frozen server is thus reported at most `interval + timeout` after its last frame.
+struct KeepAlive {
+    ping: tokio::time::Interval,
+    timeout: Duration,
+    /// Armed while a ping is unanswered (no frame since it was sent).
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// What the keep-alive wants done.
+enum KeepAliveStep {
+    /// Nothing until a timer fires.
+    Idle,
+    /// Send a ping.
+    Ping,
+    /// A ping went unanswered for the timeout.
+    Expired,
+}
+
+impl KeepAlive {
+    fn new(interval: Duration, timeout: Duration) -> Self {
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            ping,
+            timeout,
+            deadline: None,
+        }
+    }
+
+    /// A frame arrived: the server is alive.
+    fn alive(&mut self) {
+        self.deadline = None;
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> KeepAliveStep {
+        if let Some(deadline) = &mut self.deadline {
+            if deadline.as_mut().poll(cx).is_ready() {
+                return KeepAliveStep::Expired;
+            }
+        }
+        if self.ping.poll_tick(cx).is_ready() && self.deadline.is_none() {
+            let mut deadline = Box::pin(tokio::time::sleep(self.timeout));
+            // Registers the deadline's timer.
+            let _ = deadline.as_mut().poll(cx);
+            self.deadline = Some(deadline);
+            return KeepAliveStep::Ping;
+        }
+        KeepAliveStep::Idle
+    }
+}
+
 impl OpenAIConnection {
     fn new(ws: Socket, config: Arc<Config>) -> Self {
-        let ping = config.ping_interval.map(|every| {
-            let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            interval
-        });
+        let keepalive = config
+            .ping_interval
+            .map(|every| KeepAlive::new(every, config.ping_timeout));
         Self {
             ws,
             proto: Protocol::new(config),
-            ping,
-            pong_due: None,
+            keepalive,
             flush_pending: false,
             read: Wakes::new(),
             closing: false,
@@ -989,24 +1042,6 @@ impl OpenAIConnection {
         Ok(())
     }
 
-    fn poll_keepalive(&mut self, cx: &mut Context<'_>) {
-        let Some(ping) = &mut self.ping else { return };
-        while ping.poll_tick(cx).is_ready() {
-            if let Some(due) = self.pong_due {
-                if Instant::now() >= due {
-                    self.finish(Some(Error::Timeout(
-                        "the server stopped answering pings".into(),
-                    )));
-                    return;
-                }
-            } else {
-                self.pong_due = Some(Instant::now() + self.proto.config.ping_timeout);
-            }
-            self.proto
-                .outbox
-                .push_back(Message::Ping(Default::default()));
-        }
-    }
 }
 
 fn close_error(frame: Option<tungstenite::protocol::CloseFrame>) -> Error {
@@ -1064,6 +1099,8 @@ impl RealtimeConnection for OpenAIConnection {
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<ModelEvent>> {
+        // The keep-alive's deadline passed: read the socket dry before judging the server.
+        let mut check = false;
         loop {
             if let Some(event) = self.proto.pending.pop_front() {
                 return Poll::Ready(Some(event));
@@ -1071,24 +1108,46 @@ impl RealtimeConnection for OpenAIConnection {
             if self.finished {
                 return Poll::Ready(None);
             }
-            self.poll_keepalive(cx);
             if let Err(e) = self.poll_write(cx) {
                 self.finish(Some(Error::Protocol(format!("write failed: {e}"))));
                 continue;
             }
-            if self.read.take(cx) == 0 {
-                return Poll::Pending;
-            }
-            let polled = Pin::new(&mut self.ws).poll_next(&mut self.read.context(READ));
+            let polled = if self.read.take(cx) != 0 || check {
+                Pin::new(&mut self.ws).poll_next(&mut self.read.context(READ))
+            } else {
+                Poll::Pending
+            };
             if polled.is_ready() {
                 // There may be more: read again on the next poll.
                 self.read.mark(READ);
+                if let Some(keepalive) = &mut self.keepalive {
+                    keepalive.alive();
+                }
+                check = false;
             }
+            let Poll::Ready(polled) = polled else {
+                // Nothing more to read: only the keep-alive's timers are left.
+                let Some(keepalive) = &mut self.keepalive else {
+                    return Poll::Pending;
+                };
+                match keepalive.poll(cx) {
+                    KeepAliveStep::Idle => return Poll::Pending,
+                    KeepAliveStep::Ping => {
+                        self.proto.outbox.push_back(Message::Ping(Default::default()))
+                    }
+                    KeepAliveStep::Expired if check => {
+                        let timeout = keepalive.timeout;
+                        self.finish(Some(Error::Timeout(format!(
+                            "the server sent nothing for {timeout:?} after a ping"
+                        ))));
+                    }
+                    KeepAliveStep::Expired => check = true,
+                }
+                continue;
+            };
             match polled {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(message))) => match message {
+                Some(Ok(message)) => match message {
                     Message::Text(text) => self.proto.on_text(text),
-                    Message::Pong(_) => self.pong_due = None,
                     Message::Close(frame) => {
                         let error = (!self.closing).then(|| close_error(frame));
                         self.finish(error);
@@ -1100,9 +1159,9 @@ impl RealtimeConnection for OpenAIConnection {
                                 "unexpected binary frame from the server".into(),
                             )))
                     }
-                    Message::Ping(_) | Message::Frame(_) => {}
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                 },
-                Poll::Ready(Some(Err(e))) => {
+                Some(Err(e)) => {
                     let error = match e {
                         tungstenite::Error::ConnectionClosed
                         | tungstenite::Error::AlreadyClosed
@@ -1115,7 +1174,7 @@ impl RealtimeConnection for OpenAIConnection {
                     };
                     self.finish(Some(error));
                 }
-                Poll::Ready(None) => {
+                None => {
                     let error = (!self.closing).then(|| Error::Closed {
                         code: None,
                         reason: "connection dropped without a close frame".into(),

@@ -7,19 +7,61 @@ use crate::guardrail::GuardrailResult;
 use crate::items::{RealtimeItem, Role};
 use crate::model::{RawServerEvent, Usage};
 
+/// How a response ended ([`RealtimeSessionEvent::AgentEnd`]).
+///
+/// ```
+/// use realtime_agents::ResponseEnd;
+/// assert!(ResponseEnd::Completed.is_completed());
+/// assert!(!ResponseEnd::Interrupted.is_completed());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ResponseEnd {
+    /// The model finished it.
+    Completed,
+    /// Cancelled by the application (`interrupt`), a guardrail, or the server.
+    Cancelled,
+    /// The user spoke over it (barge-in) and it was cut off.
+    Interrupted,
+    /// Stopped early by the model (token limit, content filter).
+    Incomplete,
+    /// Failed on the server.
+    Failed,
+    /// The connection was lost before it finished (with or without a reconnect after).
+    ConnectionLost,
+    /// The session ended before it finished: `close()`, cancellation or the time limit (the
+    /// final [`Closed`](RealtimeSessionEvent::Closed) says which).
+    SessionEnded,
+}
+
+impl ResponseEnd {
+    /// Whether the model finished the response normally.
+    pub fn is_completed(self) -> bool {
+        self == Self::Completed
+    }
+}
+
 /// An event of a [`RealtimeSession`](crate::RealtimeSession), in the order things happened.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum RealtimeSessionEvent {
-    /// An agent started a response.
+    /// An agent started a response. Exactly one [`AgentEnd`](Self::AgentEnd) with the same
+    /// `response_id` follows, whatever happens to the response or the session.
     AgentStart {
         /// The agent's name.
         agent: String,
+        /// The response.
+        response_id: String,
     },
-    /// An agent finished a response.
+    /// An agent's response ended; `status` says how. A response that only called tools ends
+    /// too: the answer comes in a later response.
     AgentEnd {
         /// The agent's name.
         agent: String,
+        /// The response.
+        response_id: String,
+        /// How it ended.
+        status: ResponseEnd,
     },
     /// The conversation moved to another agent.
     Handoff {
@@ -191,7 +233,9 @@ pub enum RealtimeSessionEvent {
         /// How many history items were re-created.
         replayed_items: usize,
     },
-    /// The session ended; no events follow. `error` says why, if it was not closed on request.
+    /// The session ended: always the last event, exactly once, after every other event.
+    /// `error` says why, if it was not closed on request (a cancellation, the time limit, a
+    /// lost connection...); that error is reported here only, not in an `Error` event before.
     Closed {
         /// Why it ended.
         error: Option<Error>,

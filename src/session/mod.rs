@@ -5,25 +5,56 @@ mod driver;
 mod events;
 mod playback;
 
+use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
+use std::future::Future as _;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use driver::HistoryEdit;
 pub(crate) use driver::{Command, Driver, Shared, agent_settings};
-pub use events::RealtimeSessionEvent;
+pub use events::{RealtimeSessionEvent, ResponseEnd};
 pub use playback::{PlaybackTracker, WallClockPlaybackTracker};
 
 use crate::items::{History, RealtimeItem};
 use crate::model::{ModelCommand, UserMessage};
 use crate::{Error, RealtimeAgent, Result};
+
+/// Cancels a session from outside, with a reason: the first reason given wins.
+#[derive(Debug, Clone)]
+pub(crate) struct Canceller {
+    pub(crate) token: CancellationToken,
+    reason: Arc<OnceLock<String>>,
+}
+
+impl Canceller {
+    pub(crate) fn new(token: CancellationToken) -> Self {
+        Self {
+            token,
+            reason: Arc::default(),
+        }
+    }
+
+    pub(crate) fn cancel(&self, reason: impl Into<String>) {
+        let _ = self.reason.set(reason.into());
+        self.token.cancel();
+    }
+
+    /// The reason given, or the one of the run's cancellation token (which takes none).
+    pub(crate) fn reason(&self) -> String {
+        self.reason
+            .get()
+            .cloned()
+            .unwrap_or_else(|| "the run's cancellation token was cancelled".to_owned())
+    }
+}
 
 /// A cheap, cloneable way to drive a session from any task.
 ///
@@ -41,6 +72,7 @@ use crate::{Error, RealtimeAgent, Result};
 pub struct RealtimeSessionHandle {
     commands: mpsc::Sender<Command>,
     cancel: CancellationToken,
+    cancelled: Canceller,
     muted: Arc<AtomicBool>,
 }
 
@@ -217,6 +249,19 @@ impl RealtimeSessionHandle {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.commands.closed()).await;
     }
 
+    /// Cancels the session: it ends like [`close`](Self::close), and its final
+    /// [`Closed`](RealtimeSessionEvent::Closed) carries
+    /// [`Error::Cancelled`] with `reason`. Returns at once; the first reason given wins.
+    ///
+    /// ```no_run
+    /// # fn demo(handle: realtime_agents::RealtimeSessionHandle) {
+    /// handle.cancel("the caller hung up");
+    /// # }
+    /// ```
+    pub fn cancel(&self, reason: impl Into<String>) {
+        self.cancelled.cancel(reason);
+    }
+
     /// Whether the session has ended.
     pub fn is_closed(&self) -> bool {
         self.commands.is_closed()
@@ -251,6 +296,10 @@ impl RealtimeSessionHandle {
 pub struct RealtimeSession {
     handle: RealtimeSessionHandle,
     events: mpsc::Receiver<RealtimeSessionEvent>,
+    /// What the session task emitted while ending without waiting for room in `events`, then
+    /// `Closed`: read after `events`.
+    tail: Option<oneshot::Receiver<VecDeque<RealtimeSessionEvent>>>,
+    tail_events: VecDeque<RealtimeSessionEvent>,
     history: History,
 }
 
@@ -259,6 +308,8 @@ impl RealtimeSession {
         driver: Driver,
         commands: mpsc::Sender<Command>,
         events: mpsc::Receiver<RealtimeSessionEvent>,
+        tail: oneshot::Receiver<VecDeque<RealtimeSessionEvent>>,
+        cancelled: Canceller,
     ) -> Self {
         let cancel = driver.cancel_token();
         tokio::spawn(driver.run());
@@ -266,10 +317,41 @@ impl RealtimeSession {
             handle: RealtimeSessionHandle {
                 commands,
                 cancel,
+                cancelled,
                 muted: Arc::new(AtomicBool::new(false)),
             },
             events,
+            tail: Some(tail),
+            tail_events: VecDeque::new(),
             history: History::default(),
+        }
+    }
+
+    /// The next event: the channel's, then the tail's once the channel is closed.
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<RealtimeSessionEvent>> {
+        loop {
+            if let Some(event) = self.tail_events.pop_front() {
+                return Poll::Ready(Some(event));
+            }
+            if let Some(tail) = &mut self.tail {
+                if let Some(event) = std::task::ready!(self.events.poll_recv(cx)) {
+                    return Poll::Ready(Some(event));
+                }
+                self.tail_events = match std::task::ready!(Pin::new(tail).poll(cx)) {
+                    Ok(events) => events,
+                    // The session task died without saying goodbye (a panic, or the runtime
+                    // shutting down): the stream still ends with `Closed`.
+                    Err(_) => VecDeque::from([RealtimeSessionEvent::Closed {
+                        error: Some(Error::Closed {
+                            code: None,
+                            reason: "the session task stopped unexpectedly".to_owned(),
+                        }),
+                    }]),
+                };
+                self.tail = None;
+                continue;
+            }
+            return Poll::Ready(None);
         }
     }
 
@@ -335,7 +417,7 @@ impl Stream for RealtimeSession {
     type Item = RealtimeSessionEvent;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let event = std::task::ready!(self.events.poll_recv(cx));
+        let event = std::task::ready!(self.poll_event(cx));
         if let Some(event) = &event {
             self.observe(event);
         }

@@ -25,12 +25,13 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use super::{PlaybackTracker, RealtimeSessionEvent};
+use super::{Canceller, PlaybackTracker, RealtimeSessionEvent, ResponseEnd};
 use crate::audio::AudioFormat;
 use crate::hooks::HookDecision;
 use crate::items::{History, ItemStatus, MessageItem, RealtimeItem, Role, Upsert};
 use crate::model::{
-    AudioCut, ModelCommand, ModelEvent, RealtimeConnection, RealtimeModel, SessionSettings, Usage,
+    AudioCut, ModelCommand, ModelEvent, RealtimeConnection, RealtimeModel, ResponseStatus,
+    SessionSettings, Usage,
 };
 use crate::runner::RealtimeRunConfig;
 use crate::wake::Wakes;
@@ -103,8 +104,9 @@ pub(crate) struct Shared {
     pub(crate) context: RunContext,
     pub(crate) tracker: Arc<dyn PlaybackTracker>,
     pub(crate) model: Arc<dyn RealtimeModel>,
-    /// Cancelled from outside (the run's token, `cancel_check`): ends with `Error::Cancelled`.
-    pub(crate) cancelled: CancellationToken,
+    /// Cancelled from outside (the run's token, `cancel_check`, a handle's `cancel`): ends
+    /// with `Error::Cancelled` and the canceller's reason.
+    pub(crate) cancelled: Canceller,
 }
 
 /// The session settings for `agent`: the run configuration's settings (voice, formats, turn
@@ -169,6 +171,13 @@ pub(crate) struct Driver {
     conn: Box<dyn RealtimeConnection>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<RealtimeSessionEvent>,
+    /// Events that come after the channel's: the ones emitted while the session ends without
+    /// waiting for the application, then `Closed`. The stream reads them once the channel is
+    /// empty and closed, so nothing is lost and `Closed` is always last.
+    tail: VecDeque<RealtimeSessionEvent>,
+    tail_tx: Option<oneshot::Sender<VecDeque<RealtimeSessionEvent>>>,
+    /// The session is ending: events never wait for room in the channel.
+    ending: bool,
     cancel: CancellationToken,
     shared: Shared,
     agent: Arc<RealtimeAgent>,
@@ -192,6 +201,9 @@ pub(crate) struct Driver {
     output_format: AudioFormat,
     server_interrupts: bool,
     active_response: Option<String>,
+    /// The response this session interrupted (barge-in or `interrupt`), whose cancellation is
+    /// reported as [`ResponseEnd::Interrupted`].
+    interrupted_response: Option<String>,
     playing: Option<Playing>,
     audio_started: bool,
     usage: Usage,
@@ -209,6 +221,7 @@ impl Driver {
         conn: Box<dyn RealtimeConnection>,
         commands: mpsc::Receiver<Command>,
         events: mpsc::Sender<RealtimeSessionEvent>,
+        tail: oneshot::Sender<VecDeque<RealtimeSessionEvent>>,
         shared: Shared,
         agent: Arc<RealtimeAgent>,
     ) -> Self {
@@ -217,6 +230,9 @@ impl Driver {
             conn,
             commands,
             events,
+            tail: VecDeque::new(),
+            tail_tx: Some(tail),
+            ending: false,
             cancel: CancellationToken::new(),
             shared,
             agent,
@@ -239,6 +255,7 @@ impl Driver {
             output_format,
             server_interrupts: true,
             active_response: None,
+            interrupted_response: None,
             playing: None,
             audio_started: false,
             usage: Usage::default(),
@@ -274,7 +291,7 @@ impl Driver {
         let mut life = std::pin::pin!({
             let (close, cancelled, events) = (
                 self.cancel.clone(),
-                self.shared.cancelled.clone(),
+                self.shared.cancelled.token.clone(),
                 self.events.clone(),
             );
             async move {
@@ -315,7 +332,11 @@ impl Driver {
             abort.abort();
         }
         // Stops the `cancel_check` poller, if any.
-        self.shared.cancelled.cancel();
+        self.shared.cancelled.token.cancel();
+        if let Some(tail) = self.tail_tx.take() {
+            // The application may be gone; then nobody needs the tail.
+            let _ = tail.send(std::mem::take(&mut self.tail));
+        }
         tracing::info!("session ended");
     }
 
@@ -323,12 +344,18 @@ impl Driver {
     async fn end(&mut self, step: Step) {
         match step {
             Step::Close => self.close(None, true).await,
-            Step::Cancelled => self.close(Some(Error::Cancelled), true).await,
+            Step::Cancelled => self.close(Some(self.cancelled_error()), true).await,
             Step::TimedOut => {
                 let limit = self.shared.config.max_duration.unwrap_or_default();
                 let error = Error::Timeout(format!("the session reached its {limit:?} limit"));
                 self.close(Some(error), true).await
             }
+        }
+    }
+
+    fn cancelled_error(&self) -> Error {
+        Error::Cancelled {
+            reason: self.shared.cancelled.reason(),
         }
     }
 
@@ -450,6 +477,10 @@ impl Driver {
             },
             other => other,
         };
+        if !self.tail.is_empty() {
+            // Once events go to the tail, all later ones do, to keep the order.
+            return self.tail.push_back(event);
+        }
         let event = match self.events.try_send(event) {
             Ok(()) => return,
             Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -458,14 +489,25 @@ impl Driver {
             }
             Err(mpsc::error::TrySendError::Full(event)) => event,
         };
-        // The channel is full: wait for room, but a consumer that stopped reading must not
-        // delay `close()`.
-        tokio::select! {
+        if self.ending {
+            return self.tail.push_back(event);
+        }
+        // The channel is full: wait for room (back-pressure on the server), but a consumer that
+        // stopped reading must not delay `close()` or a cancellation: then the event goes to
+        // the tail, which the application reads after the channel.
+        let reserved = tokio::select! {
             biased;
-            sent = self.events.send(event) => if sent.is_err() {
-                self.stopped = true;
-            },
-            _ = self.cancel.cancelled() => {}
+            permit = self.events.reserve() => permit.ok(),
+            _ = self.cancel.cancelled() => None,
+            _ = self.shared.cancelled.token.cancelled() => None,
+        };
+        match reserved {
+            Some(permit) => permit.send(event),
+            None if self.events.is_closed() => self.stopped = true,
+            None => {
+                self.ending = true;
+                self.tail.push_back(event);
+            }
         }
     }
 
@@ -496,8 +538,12 @@ impl Driver {
         error.redacted(&self.shared.config.redactor)
     }
 
-    /// Ends the session. `graceful`: close the connection politely (bounded by a grace period).
+    /// Ends the session. `graceful`: close the connection politely (bounded by a grace period);
+    /// otherwise the connection is already gone. `error` goes in the final `Closed` only.
     async fn close(&mut self, error: Option<Error>, graceful: bool) {
+        // From here on nothing waits for the application: what does not fit in the channel
+        // goes to the tail, which the stream reads last.
+        self.ending = true;
         let error = error.map(|e| self.redact(e));
         for abort in self.tool_aborts.values() {
             abort.abort();
@@ -505,19 +551,17 @@ impl Driver {
         if graceful {
             let _ = tokio::time::timeout(CLOSE_GRACE, poll_fn(|cx| self.conn.poll_close(cx))).await;
         }
-        if let Some(error) = &error {
-            tracing::warn!(%error, "session ended with an error");
-            self.emit(RealtimeSessionEvent::Error {
-                error: error.clone(),
-            })
-            .await;
+        let how = if graceful {
+            ResponseEnd::SessionEnded
+        } else {
+            ResponseEnd::ConnectionLost
+        };
+        self.end_active_response(how).await;
+        match &error {
+            Some(error) => tracing::warn!(%error, "session ended with an error"),
+            None => tracing::debug!("session closed"),
         }
-        // The consumer may be gone; never wait long on it here.
-        let _ = tokio::time::timeout(
-            Duration::from_secs(1),
-            self.events.send(RealtimeSessionEvent::Closed { error }),
-        )
-        .await;
+        self.emit(RealtimeSessionEvent::Closed { error }).await;
         self.stopped = true;
     }
 
@@ -532,7 +576,7 @@ impl Driver {
         }));
         tracing::warn!(%error, "connection lost");
         self.stop_playback().await;
-        self.end_active_response().await;
+        self.end_active_response(ResponseEnd::ConnectionLost).await;
         for attempt in 1..=policy.max_attempts {
             self.emit(RealtimeSessionEvent::Reconnecting {
                 attempt,
@@ -543,7 +587,7 @@ impl Driver {
             tokio::select! {
                 _ = wait => {}
                 _ = self.cancel.cancelled() => return self.close(None, false).await,
-                _ = self.shared.cancelled.cancelled() => return self.close(Some(Error::Cancelled), false).await,
+                _ = self.shared.cancelled.token.cancelled() => return self.close(Some(self.cancelled_error()), false).await,
                 _ = self.events.closed() => return self.close(None, false).await,
             }
             let settings = match agent_settings(&self.shared, &self.agent, false).await {
@@ -554,7 +598,7 @@ impl Driver {
             let result = tokio::select! {
                 result = connect => result,
                 _ = self.cancel.cancelled() => return self.close(None, false).await,
-                _ = self.shared.cancelled.cancelled() => return self.close(Some(Error::Cancelled), false).await,
+                _ = self.shared.cancelled.token.cancelled() => return self.close(Some(self.cancelled_error()), false).await,
             };
             match result {
                 Ok(conn) => {
@@ -587,14 +631,10 @@ impl Driver {
         self.close(Some(error), false).await
     }
 
-    /// Marks the response in flight as over (its connection is gone).
-    async fn end_active_response(&mut self) {
-        if self.active_response.take().is_some() {
-            let agent = self
-                .response_agent
-                .take()
-                .unwrap_or_else(|| self.agent.clone());
-            self.agent_end(&agent).await;
+    /// Ends the response in flight, if any, with `how` (its connection or session is gone).
+    async fn end_active_response(&mut self, how: ResponseEnd) {
+        if let Some(response_id) = self.active_response.take() {
+            self.agent_end(response_id, how).await;
         }
         self.held.clear();
         self.guard = GuardText::default();
@@ -654,20 +694,35 @@ impl Driver {
         }
     }
 
-    async fn agent_start(&mut self, agent: &Arc<RealtimeAgent>) {
+    async fn agent_start(&mut self, agent: &Arc<RealtimeAgent>, response_id: String) {
         if let Some(hooks) = &self.shared.config.hooks {
             hooks.on_agent_start(&self.shared.context, agent);
         }
         let agent = agent.name().to_owned();
-        self.emit(RealtimeSessionEvent::AgentStart { agent }).await;
+        self.emit(RealtimeSessionEvent::AgentStart { agent, response_id })
+            .await;
     }
 
-    async fn agent_end(&mut self, agent: &Arc<RealtimeAgent>) {
+    /// Reports the end of the response that `AgentStart` announced (the caller took it out of
+    /// `active_response`).
+    async fn agent_end(&mut self, response_id: String, status: ResponseEnd) {
+        let agent = self
+            .response_agent
+            .take()
+            .unwrap_or_else(|| self.agent.clone());
+        if self.interrupted_response.as_deref() == Some(response_id.as_str()) {
+            self.interrupted_response = None;
+        }
         if let Some(hooks) = &self.shared.config.hooks {
-            hooks.on_agent_end(&self.shared.context, agent);
+            hooks.on_agent_end(&self.shared.context, &agent);
         }
         let agent = agent.name().to_owned();
-        self.emit(RealtimeSessionEvent::AgentEnd { agent }).await;
+        self.emit(RealtimeSessionEvent::AgentEnd {
+            agent,
+            response_id,
+            status,
+        })
+        .await;
     }
 
     async fn on_model_event(&mut self, event: ModelEvent) {
@@ -692,13 +747,20 @@ impl Driver {
                 self.server_interrupts = server_interrupts;
             }
             ModelEvent::ResponseStarted { response_id } => {
+                if let Some(previous) = self.active_response.take() {
+                    let error = Error::Contract(format!(
+                        "response `{response_id}` started before response `{previous}` ended"
+                    ));
+                    self.emit(E::Error { error }).await;
+                    self.agent_end(previous, ResponseEnd::Incomplete).await;
+                }
                 self.turn_span = tracing::info_span!("turn", response_id = %response_id, agent = %self.agent.name());
                 self.turn_span
                     .in_scope(|| tracing::debug!("response started"));
-                self.active_response = Some(response_id);
+                self.active_response = Some(response_id.clone());
                 let agent = self.agent.clone();
                 self.response_agent = Some(agent.clone());
-                self.agent_start(&agent).await;
+                self.agent_start(&agent, response_id).await;
             }
             ModelEvent::ResponseDone {
                 response_id,
@@ -707,7 +769,8 @@ impl Driver {
             } => {
                 self.turn_span
                     .in_scope(|| tracing::debug!(?status, "response done"));
-                if self.active_response.as_deref() == Some(response_id.as_str()) {
+                let started = self.active_response.as_deref() == Some(response_id.as_str());
+                if started {
                     self.active_response = None;
                 }
                 if let Some(usage) = usage {
@@ -722,11 +785,25 @@ impl Driver {
                 if self.guard.response_id == response_id && self.check_guardrails(true) {
                     self.release_held(u64::MAX).await;
                 }
-                let agent = self
-                    .response_agent
-                    .take()
-                    .unwrap_or_else(|| self.agent.clone());
-                self.agent_end(&agent).await;
+                if started {
+                    let how = match status {
+                        ResponseStatus::Cancelled
+                            if self.interrupted_response.as_deref() == Some(&response_id) =>
+                        {
+                            ResponseEnd::Interrupted
+                        }
+                        ResponseStatus::Cancelled => ResponseEnd::Cancelled,
+                        ResponseStatus::Incomplete => ResponseEnd::Incomplete,
+                        ResponseStatus::Failed => ResponseEnd::Failed,
+                        _ => ResponseEnd::Completed,
+                    };
+                    self.agent_end(response_id.clone(), how).await;
+                } else {
+                    let error = Error::Contract(format!(
+                        "response `{response_id}` ended, but it never started (no ResponseStarted)"
+                    ));
+                    self.emit(E::Error { error }).await;
+                }
                 self.batches
                     .entry(response_id.clone())
                     .or_default()
@@ -977,6 +1054,9 @@ impl Driver {
     }
 
     async fn interrupt(&mut self, cancel_response: bool) {
+        if self.interrupted_response.is_none() {
+            self.interrupted_response = self.active_response.clone();
+        }
         let cut = self.stop_playback().await;
         if cancel_response || cut.is_some() {
             self.send(ModelCommand::Interrupt {
