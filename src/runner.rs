@@ -453,7 +453,14 @@ impl RealtimeRunner {
         let (event_tx, event_rx) = mpsc::channel(self.config.event_capacity);
         let (tail_tx, tail_rx) = oneshot::channel();
         let canceller = shared.cancelled.clone();
-        let driver = Driver::new(conn, command_rx, event_tx, tail_tx, shared, self.agent.clone());
+        let driver = Driver::new(
+            conn,
+            command_rx,
+            event_tx,
+            tail_tx,
+            shared,
+            self.agent.clone(),
+        );
         Ok(RealtimeSession::spawn(
             driver, command_tx, event_rx, tail_rx, canceller,
         ))

@@ -846,7 +846,10 @@ async fn oversized_frame_ends_the_session_with_a_clear_error() {
             _ => None,
         })
         .collect();
-    assert!(errors.is_empty(), "the end is reported once, in Closed: {events:#?}");
+    assert!(
+        errors.is_empty(),
+        "the end is reported once, in Closed: {events:#?}"
+    );
     match events.last() {
         Some(E::Closed { error: Some(error) }) => assert_too_large(error, LIMIT),
         other => panic!("expected Closed with the error, got {other:?}"),

@@ -190,8 +190,26 @@ impl OpenAIRealtimeWebSocketModelBuilder {
         self
     }
 
-    /// Keep-alive pings (default every 20 s); `None` disables them. A connection that answers no
-    /// ping within `timeout` is reported closed.
+    /// Keep-alive (default: a ping every 20 s, 20 s to answer); `interval: None` disables it.
+    ///
+    /// Any frame from the server counts as proof of life, not only a pong, and time the session
+    /// spends waiting for the application to read its events never counts against the server:
+    /// frames that arrived meanwhile are read before the server is judged. A server that stops
+    /// sending anything (a frozen process, a network black hole) is reported at most
+    /// `interval + timeout` after its last frame (40 s with the defaults), with no action from
+    /// the application: as [`Reconnecting`](crate::RealtimeSessionEvent::Reconnecting) when a
+    /// [`ReconnectPolicy`](crate::ReconnectPolicy) is set, otherwise as the final
+    /// [`Closed`](crate::RealtimeSessionEvent::Closed) with an [`Error::Timeout`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use realtime_agents::model::OpenAIRealtimeWebSocketModel;
+    /// // Notice a dead server within 15 s (a ping every 10 s, 5 s to answer).
+    /// let model = OpenAIRealtimeWebSocketModel::builder()
+    ///     .ping(Some(Duration::from_secs(10)), Duration::from_secs(5))
+    ///     .build();
+    /// # let _ = model;
+    /// ```
     pub fn ping(mut self, interval: Option<Duration>, timeout: Duration) -> Self {
         self.config.ping_interval = interval;
         self.config.ping_timeout = timeout;
@@ -1041,7 +1059,6 @@ impl OpenAIConnection {
         }
         Ok(())
     }
-
 }
 
 fn close_error(frame: Option<tungstenite::protocol::CloseFrame>) -> Error {
@@ -1132,9 +1149,10 @@ impl RealtimeConnection for OpenAIConnection {
                 };
                 match keepalive.poll(cx) {
                     KeepAliveStep::Idle => return Poll::Pending,
-                    KeepAliveStep::Ping => {
-                        self.proto.outbox.push_back(Message::Ping(Default::default()))
-                    }
+                    KeepAliveStep::Ping => self
+                        .proto
+                        .outbox
+                        .push_back(Message::Ping(Default::default())),
                     KeepAliveStep::Expired if check => {
                         let timeout = keepalive.timeout;
                         self.finish(Some(Error::Timeout(format!(
