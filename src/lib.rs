@@ -17,6 +17,7 @@ mod runner;
 mod session;
 pub mod simulator;
 pub mod tool;
+mod transport;
 mod wake;
 
 pub use agent::RealtimeAgent;
