@@ -81,8 +81,14 @@
 //!   message: status `incomplete`, reason `max_output_tokens`.
 //! * **Truncation**: only assistant audio items (`unsupported_content_type`, "Only model output
 //!   audio messages can be truncated"), and not past the audio produced ("Audio content of
-//!   Xms is already shorter than Yms"); the stored transcript keeps the words whose audio
-//!   started before `audio_end_ms`.
+//!   Xms is already shorter than Yms"). As on the real API, the audio is cut at
+//!   `audio_end_ms` and the part's transcript is deleted: `conversation.item.truncated`
+//!   carries none, and the item as retrieved (`conversation.item.retrieved`) or echoed later
+//!   shows `"transcript": ""`, even for words heard before the cut. The simulated model no
+//!   longer sees those words either (they leave the context's token count). A message
+//!   truncated while still streaming keeps streaming until it ends or is cancelled; its
+//!   `response.*` events report what was generated, its `conversation.item.done` the stored
+//!   item, without a transcript.
 //!
 //! # What the simulated assistant says
 //!

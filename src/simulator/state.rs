@@ -219,8 +219,6 @@ impl Events {
 struct AudioTrack {
     /// Milliseconds of audio produced (or kept after a truncation).
     produced_ms: f64,
-    /// Words and the millisecond their audio starts.
-    words: Vec<(f64, String)>,
 }
 
 #[derive(Debug)]
@@ -469,7 +467,6 @@ struct MessagePlan {
     speech: Option<Arc<Speech>>,
     started: bool,
     finished: bool,
-    words_sent: usize,
     text_sent: String,
     audio_sent: usize,
     /// A `conversation.item.truncate` received while the message was still streaming.
@@ -1203,16 +1200,9 @@ impl ConnectionState {
                 ));
             }
             track.produced_ms = audio_end_ms as f64;
-            track
-                .words
-                .retain(|(start, _)| *start < audio_end_ms as f64);
-            let transcript = track
-                .words
-                .iter()
-                .map(|(_, w)| w.as_str())
-                .collect::<Vec<_>>()
-                .join(" ");
-            item.json["content"][content_index as usize]["transcript"] = Value::from(transcript);
+            // The real API deletes the whole transcript of a truncated part ("there is no
+            // text in the context that hasn't been heard"), not just the unheard words.
+            item.json["content"][content_index as usize]["transcript"] = Value::from("");
         }
         out.push(json!({
             "type": "conversation.item.truncated",
@@ -1509,7 +1499,6 @@ impl ConnectionState {
                     speech,
                     started: false,
                     finished: false,
-                    words_sent: 0,
                     text_sent: String::new(),
                     audio_sent: 0,
                     truncated_at: None,
@@ -1636,7 +1625,6 @@ impl ConnectionState {
                 if let Some(m) = r.message.as_mut() {
                     let delta = m.words[i].1.clone();
                     m.text_sent.push_str(&delta);
-                    m.words_sent = i + 1;
                     let kind = if r.audio {
                         "response.output_audio_transcript.delta"
                     } else {
@@ -1741,32 +1729,24 @@ impl ConnectionState {
         out.push(json!({"type": "response.output_item.done", "response_id": rid, "output_index": index, "item": item}));
         r.output.push(item.clone());
         if r.in_conversation {
-            let mut stored = item.clone();
+            let mut stored = item;
             let mut track = None;
             if r.audio {
-                let mut words: Vec<(f64, String)> = m.words[..m.words_sent]
-                    .iter()
-                    .map(|(at, w)| (*at, w.trim().to_string()))
-                    .collect();
                 let mut produced = r.format.bytes_to_ms(m.audio_sent);
                 if let Some(cut) = m.truncated_at {
+                    // Truncated while streaming: the conversation keeps the cut audio and,
+                    // as the real API does, no transcript (the model must not "remember"
+                    // words the user never heard). The response events above still carry
+                    // what was generated; the conversation event below shows the stored item.
                     produced = produced.min(cut);
-                    words.retain(|(at, _)| *at < cut);
-                    stored["content"][0]["transcript"] = Value::from(
-                        words
-                            .iter()
-                            .map(|(_, w)| w.as_str())
-                            .collect::<Vec<_>>()
-                            .join(" "),
-                    );
+                    stored["content"][0]["transcript"] = Value::from("");
                 }
                 track = Some(AudioTrack {
                     produced_ms: produced,
-                    words,
                 });
             }
-            let previous = self.upsert_item(stored, track);
-            out.push(json!({"type": "conversation.item.done", "previous_item_id": previous, "item": item}));
+            let previous = self.upsert_item(stored.clone(), track);
+            out.push(json!({"type": "conversation.item.done", "previous_item_id": previous, "item": stored}));
         }
     }
 
@@ -1930,11 +1910,9 @@ mod tests {
             &json!({"type": "conversation.item.retrieve", "item_id": item_id}),
             &mut out,
         );
-        let kept = out[2]["item"]["content"][0]["transcript"].as_str().unwrap();
-        assert!(
-            kept.starts_with("Hello!") && kept.len() < transcript.len(),
-            "{kept}"
-        );
+        // As on the real API, truncation deletes the transcript (not only the unheard words).
+        assert_eq!(out[2]["item"]["content"][0]["transcript"], "");
+        assert!(!transcript.is_empty());
     }
 
     #[test]
