@@ -1,6 +1,6 @@
 //! Integration tests of the Realtime API simulator with a raw WebSocket client.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -371,6 +371,78 @@ async fn tool_call_then_spoken_answer_with_the_output() {
         .position(|e| e["type"] == "response.output_audio_transcript.delta")
         .unwrap();
     assert!(first_word < first_audio);
+}
+
+#[tokio::test]
+async fn delayed_tool_response_done_stays_active_until_it_arrives() {
+    let delay = Duration::from_millis(300);
+    let sim = Simulator::builder()
+        .speed(0.0)
+        .tool_response_done_delay(delay)
+        .start()
+        .await
+        .unwrap();
+    let mut c = Client::connect(&sim).await;
+    c.update(json!({"type": "realtime", "tools": [weather_tool()],
+        "audio": {"input": {"turn_detection": null}}}))
+        .await;
+    c.user_text("What's the weather in Paris?").await;
+    c.send(json!({"type": "response.create"})).await;
+    let call = c.until("conversation.item.done").await;
+    let call_done = Instant::now();
+    let t = types(&call);
+    assert!(
+        t.contains(&"response.function_call_arguments.done"),
+        "{t:?}"
+    );
+    assert_eq!(
+        t[t.len() - 2..],
+        ["response.output_item.done", "conversation.item.done"]
+    );
+    let call_id = call.last().unwrap()["item"]["call_id"].clone();
+    // The client runs the tool now, before response.done: the response is still active...
+    c.send(json!({"type": "response.create", "event_id": "too_early"}))
+        .await;
+    // ...but the tool's output can already join the conversation.
+    c.send(
+        json!({"type": "conversation.item.create", "item": {"type": "function_call_output",
+        "call_id": call_id, "output": "Sunny, 22 degrees in Paris"}}),
+    )
+    .await;
+    let events = c.until("response.done").await;
+    let done_after = call_done.elapsed();
+    assert_eq!(
+        types(&events),
+        [
+            "error",
+            "conversation.item.added",
+            "conversation.item.done",
+            "response.done"
+        ]
+    );
+    assert_eq!(
+        events[0]["error"]["code"],
+        "conversation_already_has_active_response"
+    );
+    assert_eq!(events[0]["error"]["event_id"], "too_early");
+    assert_eq!(events[1]["item"]["type"], "function_call_output");
+    let done = &events[3]["response"];
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["output"][0]["call_id"], call_id);
+    // Not a timing test: only that the delay was not skipped.
+    assert!(
+        done_after >= delay / 2,
+        "response.done after {done_after:?}"
+    );
+    assert_eq!(c.next().await["type"], "rate_limits.updated");
+    // Once done, the answer with the tool's output can be asked for.
+    c.send(json!({"type": "response.create"})).await;
+    let events = c.until("response.done").await;
+    let answer = &events.last().unwrap()["response"]["output"][0]["content"][0];
+    assert_eq!(
+        answer["transcript"],
+        "Here is what I found: Sunny, 22 degrees in Paris."
+    );
 }
 
 #[tokio::test]

@@ -152,7 +152,8 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, cancel: Cancel
     let model = handshake.model.unwrap_or_else(|| DEFAULT_MODEL.to_string());
     tracing::debug!("simulator: connection {connection} accepted (model {model})");
     let (mut sink, mut source) = ws.split();
-    let (mut state, created) = ConnectionState::new(&model, shared.speed);
+    let (state, created) = ConnectionState::new(&model, shared.speed);
+    let mut state = state.with_tool_done_delay(shared.tool_done_delay);
     let mut out = Events::default();
     out.push(created);
     let mut sent = 0u64;

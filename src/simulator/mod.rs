@@ -74,6 +74,8 @@
 //!   transcript delta (one word) sent just before the audio where that word starts, paced
 //!   in real time divided by [`SimulatorBuilder::speed`]. Text responses
 //!   (`output_modalities: ["text"]`) stream one word per `response.output_text.delta`.
+//!   A response that only calls functions ends with `response.done` right after the last
+//!   call, or [`SimulatorBuilder::tool_response_done_delay`] later.
 //!   Only one response may be active: another `response.create` fails with
 //!   `conversation_already_has_active_response`. `response.cancel` ends the message as
 //!   `incomplete` and the response as `cancelled` (`client_cancelled`). A numeric
@@ -145,6 +147,7 @@ use crate::Error;
 #[derive(Debug)]
 pub(crate) struct Shared {
     speed: f64,
+    tool_done_delay: Duration,
     record: bool,
     stamp_audio: bool,
     api_key: Option<String>,
@@ -268,6 +271,7 @@ impl Drop for Simulator {
 pub struct SimulatorBuilder {
     addr: SocketAddr,
     speed: f64,
+    tool_done_delay: Duration,
     api_key: Option<String>,
     record: bool,
     stamp_audio: bool,
@@ -278,6 +282,7 @@ impl Default for SimulatorBuilder {
         Self {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             speed: 1.0,
+            tool_done_delay: Duration::ZERO,
             api_key: None,
             record: true,
             stamp_audio: false,
@@ -301,6 +306,34 @@ impl SimulatorBuilder {
         } else {
             0.0
         };
+        self
+    }
+
+    /// Delays `response.done` of a response that only made function calls by `delay` after
+    /// the last call's `response.function_call_arguments.done` and `response.output_item.done`
+    /// (default zero: it follows at once). Real servers trail by a few milliseconds, so a client
+    /// must run the tool on the call's events, not wait for `response.done`; this makes such a
+    /// wait show. The delay is wall-clock time, also when [`speed`](Self::speed) is `0.0`.
+    ///
+    /// Until `response.done` the response is still active, as on the real API: another
+    /// `response.create` fails with `conversation_already_has_active_response`, while a
+    /// `function_call_output` item can already be created, and `response.cancel` cancels.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> realtime_agents::Result<()> {
+    /// use std::time::Duration;
+    /// use realtime_agents::simulator::Simulator;
+    /// let sim = Simulator::builder()
+    ///     .speed(0.0)
+    ///     .tool_response_done_delay(Duration::from_millis(50))
+    ///     .start()
+    ///     .await?;
+    /// # drop(sim); Ok(())
+    /// # }
+    /// ```
+    pub fn tool_response_done_delay(mut self, delay: Duration) -> Self {
+        self.tool_done_delay = delay;
         self
     }
 
@@ -351,6 +384,7 @@ impl SimulatorBuilder {
         let addr = listener.local_addr().map_err(bind_error)?;
         let shared = Arc::new(Shared {
             speed: self.speed,
+            tool_done_delay: self.tool_done_delay,
             record: self.record,
             stamp_audio: self.stamp_audio,
             api_key: self.api_key,

@@ -498,12 +498,16 @@ struct Response {
     input_audio_tokens: u64,
     /// `max_output_tokens` cut the message short.
     limited: bool,
+    /// `response.done` of a function-call response waits until then
+    /// ([`SimulatorBuilder::tool_response_done_delay`](super::SimulatorBuilder::tool_response_done_delay)).
+    done_not_before: Option<Instant>,
 }
 
 /// One connection's simulated session.
 #[derive(Debug)]
 pub(crate) struct ConnectionState {
     speed: f64,
+    tool_done_delay: Duration,
     next_item: u64,
     next_response: u64,
     next_call: u64,
@@ -611,6 +615,7 @@ impl ConnectionState {
         let created = json!({"type": "session.created", "session": session.clone()});
         let state = Self {
             speed,
+            tool_done_delay: Duration::ZERO,
             next_item: 0,
             next_response: 0,
             next_call: 0,
@@ -627,6 +632,13 @@ impl ConnectionState {
             scratch: Vec::new(),
         };
         (state, created)
+    }
+
+    /// How long `response.done` of a response that only made function calls trails its last
+    /// call (real servers trail by a few milliseconds; clients must not wait for it).
+    pub(crate) fn with_tool_done_delay(mut self, delay: Duration) -> Self {
+        self.tool_done_delay = delay;
+        self
     }
 
     fn item_id(&mut self) -> String {
@@ -652,14 +664,18 @@ impl ConnectionState {
     /// When the active response's next step is due.
     pub(crate) fn next_due(&self) -> Option<Due> {
         let r = self.response.as_ref()?;
-        let (offset_ms, _) = r.steps.front()?;
-        if self.speed <= 0.0 {
-            Some(Due::Now)
-        } else {
-            Some(Due::At(
-                r.start + Duration::from_secs_f64(offset_ms / 1000.0 / self.speed),
-            ))
-        }
+        let (offset_ms, step) = r.steps.front()?;
+        let paced = (self.speed > 0.0)
+            .then(|| r.start + Duration::from_secs_f64(offset_ms / 1000.0 / self.speed));
+        // The tool delay is wall-clock time, not media time: `speed` does not scale it.
+        let held = r.done_not_before.filter(|_| *step == Step::Done);
+        Some(
+            paced
+                .into_iter()
+                .chain(held)
+                .max()
+                .map_or(Due::Now, Due::At),
+        )
     }
 
     /// When the idle timeout fires, if armed.
@@ -1533,6 +1549,7 @@ impl ConnectionState {
             input_text_tokens,
             input_audio_tokens,
             limited,
+            done_not_before: None,
         };
         out.push(json!({"type": "response.created", "response": Self::response_json(&response, "in_progress", Value::Null, None)}));
         self.response = Some(response);
@@ -1690,6 +1707,10 @@ impl ConnectionState {
                     out.push(json!({"type": "conversation.item.done", "previous_item_id": previous, "item": item}));
                 }
                 r.output.push(item);
+                if !self.tool_done_delay.is_zero() {
+                    // Counted from this call's last event; a later call restarts it.
+                    r.done_not_before = Some(Instant::now() + self.tool_done_delay);
+                }
             }
             Step::Done => {
                 if r.limited {
