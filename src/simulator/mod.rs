@@ -125,11 +125,17 @@
 //! 5. With no items: the greeting; after anything else: "Is there anything else I can help
 //!    you with?"
 
+// Shared by every protocol: the accept loop and handle (here), the connection loop and its
+// `Machine` seam (`connection`), what the model hears (`hearing`), decides (`brain`) and says
+// (`speech`, `voice`), and the events a connection writes (`outgoing`).
 mod brain;
 mod connection;
-mod session_config;
+mod hearing;
+mod outgoing;
 pub mod speech;
-mod state;
+mod voice;
+// One folder per wire protocol.
+mod realtime;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -156,6 +162,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Whether client events are kept for [`Simulator::client_events`].
+    fn recording(&self) -> bool {
+        self.record
+    }
+
+    /// Keeps a client event for [`Simulator::client_events`] (when recording).
     fn record(&self, event: Value) {
         if !self.record {
             return;
@@ -416,8 +428,8 @@ impl SimulatorBuilder {
 /// assert_eq!(sent.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(), 1_700_000_000);
 /// ```
 pub fn audio_stamp(audio: &[u8]) -> Option<std::time::SystemTime> {
-    let head = audio.get(..state::STAMP_LEN)?;
-    if head[8..] != state::STAMP_MAGIC {
+    let head = audio.get(..outgoing::STAMP_LEN)?;
+    if head[8..] != outgoing::STAMP_MAGIC {
         return None;
     }
     let mut micros = [0u8; 8];
