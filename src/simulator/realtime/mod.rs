@@ -24,12 +24,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::handshake::server::Response;
+use tokio_tungstenite::tungstenite::handshake::server::Response as UpgradeResponse;
 use tokio_tungstenite::tungstenite::http;
 
 use self::errors::{error_event, invalid, missing};
 use self::items::StoredItem;
-use self::response::Response as ActiveResponse;
+use self::response::Response;
 use super::Shared;
 use super::connection::{Machine, query_param};
 use super::hearing::InputAudio;
@@ -40,7 +40,7 @@ use crate::protocol::ClientEvent;
 const DEFAULT_MODEL: &str = "gpt-realtime";
 
 /// Selects the `realtime` subprotocol when the client offers it.
-pub(crate) fn answer_upgrade(offered: &[String], response: &mut Response) {
+pub(crate) fn answer_upgrade(offered: &[String], response: &mut UpgradeResponse) {
     if offered.iter().any(|p| p == "realtime") {
         response.headers_mut().insert(
             http::header::SEC_WEBSOCKET_PROTOCOL,
@@ -52,20 +52,28 @@ pub(crate) fn answer_upgrade(offered: &[String], response: &mut Response) {
 /// One connection's simulated session.
 #[derive(Debug)]
 pub(crate) struct ConnectionState {
+    /// Audio pacing ([`SimulatorBuilder::speed`](crate::simulator::SimulatorBuilder::speed)).
     speed: f64,
     tool_done_delay: Duration,
+    /// Ids are numbered per connection: `item_<n>`, `resp_<n>`, `call_<n>`.
     next_item: u64,
     next_response: u64,
     next_call: u64,
+    /// The effective session, as `session.updated` shows it.
     session: Value,
     conversation_id: String,
     items: Vec<StoredItem>,
     input: InputAudio,
+    /// The item id announced by `speech_started`, used again when the speech is committed.
     speech_item: Option<String>,
-    response: Option<ActiveResponse>,
+    response: Option<Response>,
+    /// VAD committed a turn while a response was active: answer it when that one ends.
     pending_auto_response: bool,
+    /// Assistant audio went out: the voice can no longer change.
     produced_audio: bool,
+    /// When the server-VAD idle timeout fires, if armed.
     idle_deadline: Option<Instant>,
+    /// The previous response's input tokens, for the cached-token estimate.
     last_input_tokens: u64,
     /// Reused buffer for decoding audio appends.
     scratch: Vec<u8>,
@@ -84,7 +92,7 @@ impl ConnectionState {
     }
 
     /// A new connection's state and its first event, `session.created`.
-    pub(crate) fn new(model: &str, speed: f64) -> (Self, Value) {
+    fn new(model: &str, speed: f64) -> (Self, Value) {
         let expires_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() + 3600)
@@ -114,7 +122,7 @@ impl ConnectionState {
 
     /// How long `response.done` of a response that only made function calls trails its last
     /// call (real servers trail by a few milliseconds; clients must not wait for it).
-    pub(crate) fn with_tool_done_delay(mut self, delay: Duration) -> Self {
+    fn with_tool_done_delay(mut self, delay: Duration) -> Self {
         self.tool_done_delay = delay;
         self
     }
@@ -125,7 +133,7 @@ impl ConnectionState {
     }
 
     /// Handles one client event.
-    pub(crate) fn on_client_event(&mut self, value: &Value, out: &mut Events) {
+    fn on_client_event(&mut self, value: &Value, out: &mut Events) {
         let event_id = value.get("event_id").and_then(Value::as_str);
         let kind = match value.get("type") {
             Some(Value::String(kind)) => kind.as_str(),
