@@ -78,6 +78,14 @@ impl Client {
         assert_eq!(events.len(), 2, "{events:?}");
     }
 
+    async fn truncate(&mut self, item_id: &str, audio_end_ms: u64) {
+        self.send(
+            json!({"type": "conversation.item.truncate", "item_id": item_id,
+            "content_index": 0, "audio_end_ms": audio_end_ms}),
+        )
+        .await;
+    }
+
     async fn update(&mut self, session: Value) -> Value {
         self.send(json!({"type": "session.update", "session": session}))
             .await;
@@ -373,6 +381,15 @@ async fn tool_call_then_spoken_answer_with_the_output() {
     assert!(first_word < first_audio);
 }
 
+/// Asks, without VAD, for a response that calls `get_weather`.
+async fn ask_for_the_weather(c: &mut Client) {
+    c.update(json!({"type": "realtime", "tools": [weather_tool()],
+        "audio": {"input": {"turn_detection": null}}}))
+        .await;
+    c.user_text("What's the weather in Paris?").await;
+    c.send(json!({"type": "response.create"})).await;
+}
+
 #[tokio::test]
 async fn delayed_tool_response_done_stays_active_until_it_arrives() {
     let delay = Duration::from_millis(300);
@@ -383,11 +400,7 @@ async fn delayed_tool_response_done_stays_active_until_it_arrives() {
         .await
         .unwrap();
     let mut c = Client::connect(&sim).await;
-    c.update(json!({"type": "realtime", "tools": [weather_tool()],
-        "audio": {"input": {"turn_detection": null}}}))
-        .await;
-    c.user_text("What's the weather in Paris?").await;
-    c.send(json!({"type": "response.create"})).await;
+    ask_for_the_weather(&mut c).await;
     let call = c.until("conversation.item.done").await;
     let call_done = Instant::now();
     let t = types(&call);
@@ -647,11 +660,7 @@ async fn truncation_deletes_the_transcript_as_the_real_api_does() {
     let mut c = Client::connect(&sim).await;
     let (item_id, full, _) = story_item(&mut c).await;
     assert!(full.starts_with("Once upon a time"), "{full}");
-    c.send(
-        json!({"type": "conversation.item.truncate", "item_id": item_id,
-        "content_index": 0, "audio_end_ms": 3000}),
-    )
-    .await;
+    c.truncate(&item_id, 3000).await;
     // The GA event carries no transcript at all.
     let mut truncated = c.next().await;
     assert!(
@@ -676,11 +685,7 @@ async fn truncation_deletes_the_transcript_as_the_real_api_does() {
         "not even the words heard before 3000 ms stay"
     );
     // The audio is still there, 3000 ms of it: it can be truncated again, not lengthened.
-    c.send(
-        json!({"type": "conversation.item.truncate", "item_id": item_id,
-        "content_index": 0, "audio_end_ms": 3001}),
-    )
-    .await;
+    c.truncate(&item_id, 3001).await;
     assert_eq!(
         c.next().await["error"]["message"],
         "Audio content of 3000ms is already shorter than 3001ms"
@@ -696,11 +701,7 @@ async fn the_model_no_longer_sees_a_truncated_transcript() {
     let mut kept = Client::connect(&sim).await;
     let (item_id, _, audio_ms) = story_item(&mut cut).await;
     story_item(&mut kept).await;
-    cut.send(
-        json!({"type": "conversation.item.truncate", "item_id": item_id,
-        "content_index": 0, "audio_end_ms": audio_ms}),
-    )
-    .await;
+    cut.truncate(&item_id, audio_ms).await;
     assert_eq!(cut.next().await["type"], "conversation.item.truncated");
     let with_story = context_text_tokens(&mut kept).await;
     let without = context_text_tokens(&mut cut).await;
@@ -719,21 +720,17 @@ async fn truncating_a_message_still_streaming_deletes_its_stored_transcript() {
         .await;
     c.user_text("Tell me a story").await;
     c.send(json!({"type": "response.create"})).await;
-    let mut item_id = Value::Null;
+    let mut item_id = String::new();
     let mut deltas = 0;
     while deltas < 25 {
         let event = c.next().await;
         if event["type"] == "response.output_audio.delta" {
-            item_id = event["item_id"].clone();
+            item_id = event["item_id"].as_str().unwrap().to_string();
             deltas += 1;
         }
     }
     // 25 deltas of 20 ms are out: truncate at 200 ms, then stop the response.
-    c.send(
-        json!({"type": "conversation.item.truncate", "item_id": item_id,
-        "content_index": 0, "audio_end_ms": 200}),
-    )
-    .await;
+    c.truncate(&item_id, 200).await;
     c.send(json!({"type": "response.cancel"})).await;
     let events = c.until("response.done").await;
     assert!(
@@ -756,7 +753,7 @@ async fn truncating_a_message_still_streaming_deletes_its_stored_transcript() {
         .iter()
         .find(|e| e["type"] == "conversation.item.done")
         .unwrap();
-    assert_eq!(stored["item"]["id"], item_id);
+    assert_eq!(stored["item"]["id"], item_id.as_str());
     assert_eq!(stored["item"]["content"][0]["transcript"], "");
     c.until("rate_limits.updated").await;
     c.send(json!({"type": "conversation.item.retrieve", "item_id": item_id}))
