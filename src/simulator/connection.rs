@@ -56,7 +56,8 @@ pub(crate) enum Protocol {
 
 impl Protocol {
     /// The protocol a request's path asks for. Every path is Realtime, as it always was for
-    /// this simulator: clients keep their own paths and queries.
+    /// this simulator: clients keep their own paths and queries. A second protocol claims its
+    /// own path here (OpenAI's Live API: `/v1/live/sessions`).
     fn of(_path: &str) -> Self {
         Protocol::Realtime
     }

@@ -1,5 +1,5 @@
 //! Starting a response: `response.create` and `response.cancel`, what the response will say
-//! or call (the shared [`brain`](crate::simulator::brain)), and its plan of timed steps
+//! or call (decided by the shared [`crate::simulator::brain`]), and its plan of timed steps
 //! ([`Step`]) that [`stream`](super::stream) then runs.
 
 use std::collections::VecDeque;
@@ -74,7 +74,7 @@ pub(super) struct Response {
     /// `max_output_tokens` cut the message short.
     pub(super) limited: bool,
     /// `response.done` of a function-call response waits until then
-    /// ([`SimulatorBuilder::tool_response_done_delay`](super::SimulatorBuilder::tool_response_done_delay)).
+    /// ([`SimulatorBuilder::tool_response_done_delay`](crate::simulator::SimulatorBuilder::tool_response_done_delay)).
     pub(super) done_not_before: Option<Instant>,
 }
 
