@@ -913,3 +913,289 @@ impl Drop for ResponseWriter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    async fn next(conn: &mut Box<dyn RealtimeConnection>) -> Option<ModelEvent> {
+        tokio::time::timeout(Duration::from_secs(5), poll_fn(|cx| conn.poll_event(cx)))
+            .await
+            .expect("no event within 5 s")
+    }
+
+    async fn connect(model: TaskModel) -> Box<dyn RealtimeConnection> {
+        model
+            .connect(SessionSettings::new())
+            .await
+            .expect("connect")
+    }
+
+    /// Sets its flag when dropped (the task's future was dropped: returned or aborted).
+    struct Guard(Arc<AtomicBool>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_becomes_a_closed_event_naming_it() {
+        let mut conn = connect(TaskModel::new(|_, _, _| async {
+            if true {
+                panic!("backend exploded");
+            }
+            Ok(())
+        }))
+        .await;
+        match next(&mut conn).await {
+            Some(ModelEvent::Closed {
+                error: Some(Error::Protocol(message)),
+            }) => assert_eq!(message, "the backend task panicked: backend exploded"),
+            other => panic!("expected Closed with the panic, got {other:?}"),
+        }
+        assert!(next(&mut conn).await.is_none());
+        assert!(next(&mut conn).await.is_none());
+        assert!(matches!(
+            conn.send(ModelCommand::CreateResponse),
+            Err(Error::SessionClosed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn returning_an_error_or_early_closes_with_it() {
+        let mut conn = connect(TaskModel::new(|_, _, _| async {
+            Err(Error::Config("no key".into()))
+        }))
+        .await;
+        assert!(matches!(
+            next(&mut conn).await,
+            Some(ModelEvent::Closed { error: Some(Error::Config(m)) }) if m == "no key"
+        ));
+        let mut conn = connect(TaskModel::new(|_, _, _| async { Ok(()) })).await;
+        assert!(matches!(
+            next(&mut conn).await,
+            Some(ModelEvent::Closed {
+                error: Some(Error::Closed { .. })
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn only_the_first_closed_counts() {
+        let mut conn = connect(TaskModel::new(|_, _, events| async move {
+            events.send(ModelEvent::closed(None)).await?;
+            Err(Error::Protocol("after the end".into()))
+        }))
+        .await;
+        assert!(matches!(
+            next(&mut conn).await,
+            Some(ModelEvent::Closed { error: None })
+        ));
+        assert!(next(&mut conn).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn dropping_the_connection_aborts_the_task() {
+        let dropped = Arc::new(AtomicBool::new(false));
+        let flag = dropped.clone();
+        let conn = connect(TaskModel::new(move |_, _, _| {
+            let guard = Guard(flag.clone());
+            async move {
+                let _guard = guard;
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        }))
+        .await;
+        tokio::task::yield_now().await;
+        assert!(!dropped.load(Ordering::SeqCst));
+        drop(conn);
+        for _ in 0..100 {
+            if dropped.load(Ordering::SeqCst) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the task outlived its connection");
+    }
+
+    #[tokio::test]
+    async fn close_hands_over_queued_commands_then_ends_the_stream() {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let count = seen.clone();
+        let mut conn = connect(
+            TaskModel::new(move |_, mut commands, _| {
+                let count = count.clone();
+                async move {
+                    while commands.recv().await.is_some() {
+                        count.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(())
+                }
+            })
+            .capacity(1),
+        )
+        .await;
+        for _ in 0..2 {
+            conn.send(ModelCommand::CreateResponse).expect("queued");
+        }
+        let started = tokio::time::Instant::now();
+        poll_fn(|cx| conn.poll_close(cx)).await;
+        assert!(started.elapsed() < Duration::from_millis(500));
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
+        assert!(matches!(
+            next(&mut conn).await,
+            Some(ModelEvent::Closed { error: None })
+        ));
+        assert!(next(&mut conn).await.is_none());
+        assert!(matches!(
+            conn.send(ModelCommand::CreateResponse),
+            Err(Error::SessionClosed)
+        ));
+        poll_fn(|cx| conn.poll_close(cx)).await;
+    }
+
+    #[tokio::test]
+    async fn close_aborts_a_task_that_does_not_return_in_time() {
+        let dropped = Arc::new(AtomicBool::new(false));
+        let flag = dropped.clone();
+        let mut conn = connect(
+            TaskModel::new(move |_, _commands, _| {
+                let guard = Guard(flag.clone());
+                async move {
+                    let _guard = guard;
+                    std::future::pending::<()>().await;
+                    Ok(())
+                }
+            })
+            .close_timeout(Duration::from_millis(50)),
+        )
+        .await;
+        let started = tokio::time::Instant::now();
+        poll_fn(|cx| conn.poll_close(cx)).await;
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(50) && took < Duration::from_secs(1),
+            "{took:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(dropped.load(Ordering::SeqCst), "the task was not aborted");
+    }
+
+    #[tokio::test]
+    async fn events_wait_for_the_reader_and_commands_queue_up_to_a_bound() {
+        let sent = Arc::new(AtomicUsize::new(0));
+        let count = sent.clone();
+        let mut conn = connect(
+            TaskModel::new(move |_, commands, events| {
+                let count = count.clone();
+                async move {
+                    let _unread = commands;
+                    for i in 0..10 {
+                        events
+                            .send(ModelEvent::response_started(format!("r{i}")))
+                            .await?;
+                        count.fetch_add(1, Ordering::SeqCst);
+                    }
+                    events.closed().await;
+                    Ok(())
+                }
+            })
+            .capacity(2),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        // Two in the channel, the third waits in `send`.
+        assert_eq!(sent.load(Ordering::SeqCst), 2);
+        for i in 0..10 {
+            assert!(matches!(
+                next(&mut conn).await,
+                Some(ModelEvent::ResponseStarted { response_id }) if response_id == format!("r{i}")
+            ));
+        }
+        // The task never reads commands: two fit in the channel, two more wait, then no more.
+        for _ in 0..4 {
+            conn.send(ModelCommand::CreateResponse).expect("room");
+        }
+        assert!(matches!(
+            conn.send(ModelCommand::CreateResponse),
+            Err(Error::Protocol(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_response_writer_follows_the_contract_order() {
+        let mut conn = connect(TaskModel::new(|_, _, events| async move {
+            let mut response = events.start_response().await?;
+            response.speech("Hi.", vec![0u8; 6_000]).await?;
+            response.function_call("f", "{}").await?;
+            response.complete().await?;
+            let unfinished = events.start_response().await?;
+            drop(unfinished);
+            events.closed().await;
+            Ok(())
+        }))
+        .await;
+        let mut kinds = Vec::new();
+        let mut response = String::new();
+        for _ in 0..12 {
+            let event = next(&mut conn).await.expect("event");
+            kinds.push(match &event {
+                ModelEvent::ResponseStarted { response_id } => {
+                    response.clone_from(response_id);
+                    "started"
+                }
+                ModelEvent::Item(RealtimeItem::Message(m))
+                    if m.status == ItemStatus::InProgress =>
+                {
+                    "message"
+                }
+                ModelEvent::Item(RealtimeItem::Message(m)) => {
+                    assert_eq!(m.text(), "Hi.");
+                    "message done"
+                }
+                ModelEvent::Item(RealtimeItem::ToolCall(_)) => "call item",
+                ModelEvent::TranscriptDelta { response_id, .. } => {
+                    assert_eq!(*response_id, response);
+                    "delta"
+                }
+                ModelEvent::Audio { data, .. } => {
+                    assert!(data.len() <= SPEECH_CHUNK_BYTES);
+                    "audio"
+                }
+                ModelEvent::AudioDone { .. } => "audio done",
+                ModelEvent::FunctionCall { response_id, .. } => {
+                    assert_eq!(*response_id, response);
+                    "call"
+                }
+                ModelEvent::ResponseDone { status, .. } => match status {
+                    ResponseStatus::Completed => "done",
+                    ResponseStatus::Failed => "failed",
+                    _ => "other",
+                },
+                _ => "unexpected",
+            });
+        }
+        assert_eq!(
+            kinds,
+            [
+                "started",
+                "message",
+                "delta",
+                "audio",
+                "audio",
+                "audio done",
+                "message done",
+                "call item",
+                "call",
+                "done",
+                "started",
+                "failed"
+            ]
+        );
+    }
+}
