@@ -739,19 +739,14 @@ impl ResponseWriter {
         &self.id
     }
 
-    async fn message(&self, item_id: &str, part: MessageContent, status: ItemStatus) -> Result<()> {
-        self.events
-            .send(ModelEvent::Item(RealtimeItem::Message(MessageItem {
-                item_id: item_id.to_owned(),
-                previous_item_id: None,
-                role: Role::Assistant,
-                content: vec![part],
-                status,
-            })))
-            .await
+    async fn send_all(&self, events: Vec<ModelEvent>) -> Result<()> {
+        for event in events {
+            self.events.send(event).await?;
+        }
+        Ok(())
     }
 
-    /// A text answer: an assistant message whose text arrives as one
+    /// A text answer: an assistant message whose text arrives one word per
     /// [`TranscriptDelta`](ModelEvent::TranscriptDelta). Returns the item id.
     ///
     /// ```
@@ -765,23 +760,13 @@ impl ResponseWriter {
     /// ```
     pub async fn text(&mut self, text: &str) -> Result<String> {
         let item_id = self.events.new_id("item");
-        let empty = MessageContent::Text {
-            text: String::new(),
-        };
-        self.message(&item_id, empty, ItemStatus::InProgress)
+        self.send_all(message_events(&self.id, &item_id, text, None))
             .await?;
-        self.events
-            .send(ModelEvent::transcript_delta(&self.id, &item_id, text))
-            .await?;
-        let part = MessageContent::Text {
-            text: text.to_owned(),
-        };
-        self.message(&item_id, part, ItemStatus::Completed).await?;
         Ok(item_id)
     }
 
-    /// A spoken answer: an assistant message with its transcript (one delta, ahead of the
-    /// audio it describes), its audio (in the session's output format, in chunks of at most
+    /// A spoken answer: an assistant message with its transcript (a delta per word, ahead of
+    /// the audio it describes), its audio (in the session's output format, in chunks of at most
     /// 4,800 bytes) and [`AudioDone`](ModelEvent::AudioDone). Returns the item id.
     ///
     /// ```
@@ -795,24 +780,9 @@ impl ResponseWriter {
     /// ```
     pub async fn speech(&mut self, transcript: &str, audio: impl Into<Bytes>) -> Result<String> {
         let item_id = self.events.new_id("item");
-        let audio: Bytes = audio.into();
-        let part = |transcript: Option<String>| MessageContent::Audio { transcript };
-        self.message(&item_id, part(None), ItemStatus::InProgress)
+        let audio = (audio.into(), SPEECH_CHUNK_BYTES);
+        self.send_all(message_events(&self.id, &item_id, transcript, Some(audio)))
             .await?;
-        self.events
-            .send(ModelEvent::transcript_delta(&self.id, &item_id, transcript))
-            .await?;
-        let mut at = 0;
-        while at < audio.len() {
-            let end = (at + SPEECH_CHUNK_BYTES).min(audio.len());
-            self.events
-                .send(ModelEvent::audio(&self.id, &item_id, audio.slice(at..end)))
-                .await?;
-            at = end;
-        }
-        self.events.send(ModelEvent::audio_done(&item_id)).await?;
-        let done = part(Some(transcript.to_owned()));
-        self.message(&item_id, done, ItemStatus::Completed).await?;
         Ok(item_id)
     }
 
@@ -832,22 +802,8 @@ impl ResponseWriter {
     pub async fn function_call(&mut self, name: &str, arguments: &str) -> Result<String> {
         let item_id = self.events.new_id("item");
         let call_id = self.events.new_id("call");
-        self.events
-            .send(ModelEvent::Item(RealtimeItem::ToolCall(ToolCallItem {
-                item_id: item_id.clone(),
-                previous_item_id: None,
-                call_id: call_id.clone(),
-                name: name.to_owned(),
-                arguments: arguments.to_owned(),
-                output: None,
-                status: ItemStatus::Completed,
-            })))
-            .await?;
-        self.events
-            .send(ModelEvent::function_call(
-                &self.id, item_id, &call_id, name, arguments,
-            ))
-            .await?;
+        let events = call_events(&self.id, &item_id, &call_id, name, arguments);
+        self.send_all(events.into()).await?;
         Ok(call_id)
     }
 
@@ -897,6 +853,82 @@ impl ResponseWriter {
     pub async fn complete(self) -> Result<()> {
         self.finish(ResponseStatus::Completed, None).await
     }
+}
+
+/// An assistant message of a response, in contract order: the item in progress, the
+/// transcript one word per delta, the audio (if any) in chunks of at most `chunk` bytes and
+/// its end, then the completed item.
+pub(crate) fn message_events(
+    response_id: &str,
+    item_id: &str,
+    transcript: &str,
+    audio: Option<(Bytes, usize)>,
+) -> Vec<ModelEvent> {
+    let spoken = audio.is_some();
+    let part = |text: &str| {
+        if spoken {
+            MessageContent::Audio {
+                transcript: (!text.is_empty()).then(|| text.to_owned()),
+            }
+        } else {
+            MessageContent::Text {
+                text: text.to_owned(),
+            }
+        }
+    };
+    let item = |text: &str, status| {
+        ModelEvent::Item(RealtimeItem::Message(MessageItem {
+            item_id: item_id.to_owned(),
+            previous_item_id: None,
+            role: Role::Assistant,
+            content: vec![part(text)],
+            status,
+        }))
+    };
+    let mut events = vec![item("", ItemStatus::InProgress)];
+    events.extend(
+        transcript
+            .split_inclusive(' ')
+            .map(|word| ModelEvent::transcript_delta(response_id, item_id, word)),
+    );
+    if let Some((audio, chunk)) = audio {
+        let chunk = chunk.max(1);
+        let mut at = 0;
+        while at < audio.len() {
+            let end = (at + chunk).min(audio.len());
+            events.push(ModelEvent::audio(
+                response_id,
+                item_id,
+                audio.slice(at..end),
+            ));
+            at = end;
+        }
+        events.push(ModelEvent::audio_done(item_id));
+    }
+    events.push(item(transcript, ItemStatus::Completed));
+    events
+}
+
+/// A function call of a response: its item, then the call.
+pub(crate) fn call_events(
+    response_id: &str,
+    item_id: &str,
+    call_id: &str,
+    name: &str,
+    arguments: &str,
+) -> [ModelEvent; 2] {
+    [
+        ModelEvent::Item(RealtimeItem::ToolCall(ToolCallItem {
+            item_id: item_id.to_owned(),
+            previous_item_id: None,
+            call_id: call_id.to_owned(),
+            name: name.to_owned(),
+            arguments: arguments.to_owned(),
+            output: None,
+            status: ItemStatus::Completed,
+        })),
+        ModelEvent::function_call(response_id, item_id, call_id, name, arguments),
+    ]
 }
 
 impl Drop for ResponseWriter {
