@@ -1036,9 +1036,18 @@ fn is_content(event: &ModelEvent) -> bool {
     )
 }
 
-/// Audio for `text` in `format`: test speech in PCM16 at 24 kHz, silence of the same length
-/// otherwise.
-fn speech_audio(text: &str, format: AudioFormat) -> Bytes {
+/// Audio of `text` in `format`, for test backends: [`speech::encode_text`] as PCM16 bytes at
+/// 24 kHz (which the simulator and [`speech::decode_text`] read back), or silence of the same
+/// length in any other format.
+///
+/// ```
+/// use realtime_agents::{audio::AudioFormat, simulator::speech, testing::speech_audio};
+/// let audio = speech_audio("hi", AudioFormat::PCM16_24K);
+/// let samples: Vec<i16> = audio.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+/// assert_eq!(speech::decode_text(&samples, 24_000).as_deref(), Some("hi"));
+/// assert_eq!(speech_audio("hi", AudioFormat::G711_ULAW).len(), 960); // 120 ms at 8 kHz
+/// ```
+pub fn speech_audio(text: &str, format: AudioFormat) -> Bytes {
     let samples = speech::encode_text(text);
     match format {
         AudioFormat::Pcm16 { rate } if rate == speech::SAMPLE_RATE => {
