@@ -298,6 +298,23 @@ struct State {
     unanswered: usize,
     responses_started: u64,
     responses_done: u64,
+    /// Response requests answered so far (by a reply or by an error for a missing one).
+    played: usize,
+    /// `played` when [`ScriptedModel::play`] last returned.
+    played_mark: usize,
+    /// What the session has yet to report of the replies played.
+    acks: Vec<Ack>,
+}
+
+/// The session event that shows a reply was handled.
+#[derive(Debug, PartialEq)]
+enum Ack {
+    /// `Usage` with a total of at least this many responses.
+    Response(u64),
+    /// An `Error` event with this text.
+    Error(String),
+    /// `Closed`.
+    Close,
 }
 
 #[derive(Default)]
@@ -590,12 +607,14 @@ impl ScriptedModel {
         }
     }
 
-    /// Reads the session's events until every queued reply was played and the session
-    /// reported the end of every response the model started (by its
-    /// [`Usage`](RealtimeSessionEvent::Usage) event), or the session closed; returns them.
+    /// Reads the session's events until the conversation the test started is over, and
+    /// returns them: some reply was played since the last `play` returned, every queued
+    /// reply was played, and the session reported each one (a response by its
+    /// [`Usage`](RealtimeSessionEvent::Usage) event, as each scripted response reports
+    /// usage; an error reply by its `Error` event). Returns early when the session closes.
     ///
     /// Fails with [`Error::Timeout`] after the [`timeout`](Self::timeout), saying what was
-    /// still missing.
+    /// still missing. Read one conversation with either `play` or [`until`], not both.
     ///
     /// ```
     /// # use realtime_agents::testing::{Reply, ScriptedModel};
@@ -605,48 +624,81 @@ impl ScriptedModel {
     /// let mut session = RealtimeRunner::new(RealtimeAgent::new("A")).model(model.clone()).run(()).await?;
     /// session.send_message("Hello").await?;
     /// assert_eq!(model.play(&mut session).await?.assistant_text(), "Hi");
+    /// model.push_reply(Reply::text("Bye"));
+    /// session.send_message("Goodbye").await?;
+    /// assert_eq!(model.play(&mut session).await?.assistant_text(), "Bye");
     /// # Ok(()) }
     /// ```
     pub async fn play(&self, session: &mut RealtimeSession) -> Result<Events> {
         let deadline = tokio::time::Instant::now() + self.options.timeout;
         let mut events = Vec::new();
-        let mut reported = 0;
         loop {
-            let (left, started, done) = {
-                let state = self.script.lock();
-                (
+            let missing = {
+                let mut state = self.script.lock();
+                let over = state.played > state.played_mark
+                    && state.replies.is_empty()
+                    && state.responses_started == state.responses_done
+                    && state.acks.is_empty();
+                if over {
+                    state.played_mark = state.played;
+                    return Ok(Events(events));
+                }
+                format!(
+                    "{} replies not played, {} of {} responses ended, not yet reported by the \
+                     session: {:?}",
                     state.replies.len(),
-                    state.responses_started,
                     state.responses_done,
+                    state.responses_started,
+                    state.acks
                 )
             };
-            if left == 0 && started == done && reported >= done {
-                return Ok(Events(events));
-            }
             let next = tokio::time::timeout_at(deadline, session.next()).await;
             match next {
                 Ok(Some(event)) => {
-                    if let RealtimeSessionEvent::Usage { total, .. } = &event {
-                        reported = total.requests;
-                    }
-                    let closed = matches!(event, RealtimeSessionEvent::Closed { .. });
+                    let closed = self.acknowledge(&event);
                     events.push(event);
                     if closed {
+                        let mut state = self.script.lock();
+                        state.played_mark = state.played;
                         return Ok(Events(events));
                     }
                 }
                 Ok(None) => return Ok(Events(events)),
                 Err(_) => {
                     return Err(Error::Timeout(format!(
-                        "the script did not finish within {:?}: {left} replies not played, \
-                         {started} responses started, {done} ended, {reported} reported by the \
-                         session; events so far: {}",
+                        "the conversation did not end within {:?}: {missing}; events: {}",
                         self.options.timeout,
                         Events(events).summary()
                     )));
                 }
             }
         }
+    }
+
+    /// Crosses off what `event` shows the session handled; true for the end of the session.
+    fn acknowledge(&self, event: &RealtimeSessionEvent) -> bool {
+        let mut state = self.script.lock();
+        match event {
+            RealtimeSessionEvent::Usage { total, .. } => state
+                .acks
+                .retain(|a| !matches!(a, Ack::Response(n) if *n <= total.requests)),
+            RealtimeSessionEvent::Error { error } => {
+                let text = error.to_string();
+                if let Some(at) = state
+                    .acks
+                    .iter()
+                    .position(|a| *a == Ack::Error(text.clone()))
+                {
+                    state.acks.remove(at);
+                }
+            }
+            RealtimeSessionEvent::Closed { .. } => {
+                state.acks.clear();
+                return true;
+            }
+            _ => {}
+        }
+        false
     }
 }
 
@@ -857,6 +909,7 @@ impl Connection {
                 let responder = state.responder.clone()?;
                 Some(responder(&request))
             });
+            state.played += 1;
             if reply.is_none() {
                 state.unanswered += 1;
             }
@@ -867,10 +920,11 @@ impl Connection {
                 let error = Error::Protocol(format!(
                     "the scripted model has no reply for response request #{number}"
                 ));
-                self.events.send(ModelEvent::Error(error)).await?;
+                self.error(error).await?;
             }
-            Ok(ReplyKind::Error(error)) => self.events.send(ModelEvent::Error(error)).await?,
+            Ok(ReplyKind::Error(error)) => self.error(error).await?,
             Ok(ReplyKind::Close(error)) => {
+                self.script.lock().acks.push(Ack::Close);
                 self.events.send(ModelEvent::closed(error)).await?;
                 return Ok(Flow::Stop);
             }
@@ -882,6 +936,11 @@ impl Connection {
             }) => self.play_response(parts, status, usage, barge_in).await?,
         }
         Ok(Flow::Continue)
+    }
+
+    async fn error(&self, error: Error) -> Result<()> {
+        self.script.lock().acks.push(Ack::Error(error.to_string()));
+        self.events.send(ModelEvent::Error(error)).await
     }
 
     /// The events of a response's outputs, in order.
@@ -1005,7 +1064,12 @@ impl Connection {
                     .await?;
             }
         }
-        self.script.lock().responses_done += 1;
+        {
+            let mut state = self.script.lock();
+            state.responses_done += 1;
+            let done = state.responses_done;
+            state.acks.push(Ack::Response(done));
+        }
         self.events
             .send(ModelEvent::response_done(response_id, status, Some(usage)))
             .await

@@ -856,8 +856,8 @@ impl ResponseWriter {
 }
 
 /// An assistant message of a response, in contract order: the item in progress, the
-/// transcript one word per delta, the audio (if any) in chunks of at most `chunk` bytes and
-/// its end, then the completed item.
+/// transcript one word per delta with the audio (if any) in chunks of at most `chunk` bytes,
+/// each word ahead of its share of the audio, the end of the audio, then the completed item.
 pub(crate) fn message_events(
     response_id: &str,
     item_id: &str,
@@ -886,25 +886,29 @@ pub(crate) fn message_events(
         }))
     };
     let mut events = vec![item("", ItemStatus::InProgress)];
-    events.extend(
-        transcript
-            .split_inclusive(' ')
-            .map(|word| ModelEvent::transcript_delta(response_id, item_id, word)),
-    );
-    if let Some((audio, chunk)) = audio {
-        let chunk = chunk.max(1);
-        let mut at = 0;
-        while at < audio.len() {
-            let end = (at + chunk).min(audio.len());
-            events.push(ModelEvent::audio(
-                response_id,
-                item_id,
-                audio.slice(at..end),
-            ));
-            at = end;
-        }
-        events.push(ModelEvent::audio_done(item_id));
+    let words: Vec<&str> = transcript.split_inclusive(' ').collect();
+    let delta = |word: &str| ModelEvent::transcript_delta(response_id, item_id, word);
+    let Some((audio, chunk)) = audio else {
+        events.extend(words.iter().map(|word| delta(word)));
+        events.push(item(transcript, ItemStatus::Completed));
+        return events;
+    };
+    // Each word just ahead of its share of the audio, as a speaking model streams them.
+    let chunk = chunk.max(1);
+    let chunks = audio.len().div_ceil(chunk);
+    let piece = |n: usize| {
+        let end = ((n + 1) * chunk).min(audio.len());
+        ModelEvent::audio(response_id, item_id, audio.slice(n * chunk..end))
+    };
+    let mut sent = 0;
+    for (i, word) in words.iter().enumerate() {
+        events.push(delta(word));
+        let upto = chunks * (i + 1) / words.len();
+        events.extend((sent..upto).map(piece));
+        sent = sent.max(upto);
     }
+    events.extend((sent..chunks).map(piece));
+    events.push(ModelEvent::audio_done(item_id));
     events.push(item(transcript, ItemStatus::Completed));
     events
 }
