@@ -1285,26 +1285,16 @@ impl<'a> Probe<'a> {
             self.note("create_items: false, CreateItem not checked");
             return;
         }
-        let first = kit_item_id();
-        let mut item = RealtimeItem::text(Role::User, "A note from the conformance kit.");
-        item.set_item_id(first.clone());
-        self.send(ModelCommand::CreateItem {
-            item: Box::new(item),
-            previous_item_id: None,
-        });
-        self.expect_item(&first).await;
+        let first = self
+            .create_item(Role::User, "A note from the conformance kit.", None)
+            .await;
         if !self.caps.edit_items {
             self.note("edit_items: false, positioned CreateItem and DeleteItem not checked");
             return;
         }
-        let second = kit_item_id();
-        let mut item = RealtimeItem::text(Role::Assistant, "A reply placed by the kit.");
-        item.set_item_id(second.clone());
-        self.send(ModelCommand::CreateItem {
-            item: Box::new(item),
-            previous_item_id: Some(first.clone()),
-        });
-        self.expect_item(&second).await;
+        let second = self
+            .create_item(Role::Assistant, "A reply placed by the kit.", Some(first))
+            .await;
         self.send(ModelCommand::DeleteItem {
             item_id: second.clone(),
         });
@@ -1319,12 +1309,22 @@ impl<'a> Probe<'a> {
         .await;
     }
 
-    async fn expect_item(&mut self, id: &str) {
+    /// Creates a text item with a fresh id after `previous`, and expects its echo; returns
+    /// the id.
+    async fn create_item(&mut self, role: Role, text: &str, previous: Option<String>) -> String {
+        let id = kit_item_id();
+        let mut item = RealtimeItem::text(role, text);
+        item.set_item_id(id.clone());
+        self.send(ModelCommand::CreateItem {
+            item: Box::new(item),
+            previous_item_id: previous,
+        });
         let expected = format!("an Item echoing the created item with its id {id}");
         self.expect(&expected, |e| {
             matches!(e, ModelEvent::Item(item) if item.item_id() == id).then_some(())
         })
         .await;
+        id
     }
 
     async fn close_step(&mut self) {
