@@ -270,6 +270,18 @@ impl Reply {
 }
 
 /// What a [responder](ScriptedModel::responder) knows about a response request.
+///
+/// ```
+/// use realtime_agents::testing::{Reply, ScriptedModel};
+/// let model = ScriptedModel::new().responder(|request| {
+///     match request.tool_outputs.first() {
+///         Some((_call, output)) => Reply::text(format!("The tool said {output}.")),
+///         None if request.number == 1 => Reply::text("Welcome!"),
+///         None => Reply::text("Go on."),
+///     }
+/// });
+/// # let _ = model;
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Request {
@@ -1131,6 +1143,16 @@ pub fn speech_audio(text: &str, format: AudioFormat) -> Bytes {
 
 /// A tool call as the session ran it (from its
 /// [`ToolEnd`](RealtimeSessionEvent::ToolEnd) event).
+///
+/// ```
+/// use realtime_agents::{RealtimeSessionEvent, testing::Events};
+/// let events = Events(vec![RealtimeSessionEvent::ToolEnd {
+///     agent: "A".into(), tool: "get_weather".into(), call_id: "call_1".into(),
+///     arguments: "{}".into(), output: "Sunny".into(), is_error: false,
+/// }]);
+/// let run = &events.tool_runs()[0];
+/// assert_eq!((run.tool.as_str(), run.output.as_str()), ("get_weather", "Sunny"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ToolRun {

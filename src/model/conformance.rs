@@ -259,6 +259,12 @@ pub enum Step {
 
 impl Step {
     /// Every step, in the order [`run`] takes them.
+    ///
+    /// ```
+    /// use realtime_agents::model::conformance::Step;
+    /// assert_eq!(Step::ALL.first(), Some(&Step::Connect));
+    /// assert_eq!(Step::ALL.last(), Some(&Step::Close));
+    /// ```
     pub const ALL: [Step; 6] = [
         Step::Connect,
         Step::TextTurn,

@@ -56,7 +56,70 @@ pub trait RealtimeModel: Send + Sync + fmt::Debug + 'static {
 /// One live connection to a backend, owned by a single session task.
 ///
 /// Commands are queued by [`send`](Self::send) and written while the owner polls
-/// [`poll_event`](Self::poll_event), so one task drives both directions without locks.
+/// [`poll_event`](Self::poll_event), so one task drives both directions without locks. The
+/// [module docs](self) say what each method must do; [`task::TaskModel`] implements this
+/// trait for backends written as async tasks.
+///
+/// A connection by hand: a backend that answers nothing but still keeps the contract (it
+/// reports its configuration, echoes user messages and closes properly).
+///
+/// ```
+/// use std::collections::VecDeque;
+/// use std::task::{Context, Poll};
+/// use realtime_agents::model::{Capabilities, ModelCommand, ModelEvent, RealtimeConnection};
+/// use realtime_agents::{Error, Result};
+///
+/// struct Listener {
+///     events: VecDeque<ModelEvent>,
+///     next_id: u64,
+///     closed: bool,
+/// }
+///
+/// impl RealtimeConnection for Listener {
+///     fn send(&mut self, command: ModelCommand) -> Result<()> {
+///         if self.closed {
+///             return Err(Error::SessionClosed);
+///         }
+///         if let ModelCommand::UserMessage { message, .. } = command {
+///             self.next_id += 1;
+///             self.events.push_back(ModelEvent::Item(message.into_item(format!("item_{}", self.next_id))));
+///         }
+///         Ok(())
+///     }
+///
+///     fn poll_event(&mut self, _cx: &mut Context<'_>) -> Poll<Option<ModelEvent>> {
+///         match self.events.pop_front() {
+///             Some(event) => Poll::Ready(Some(event)),
+///             None if self.closed => Poll::Ready(None),
+///             // A real backend registers `cx.waker()` with its socket here.
+///             None => Poll::Pending,
+///         }
+///     }
+///
+///     fn poll_close(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
+///         if !self.closed {
+///             self.closed = true;
+///             self.events.clear();
+///             self.events.push_back(ModelEvent::closed(None));
+///         }
+///         Poll::Ready(())
+///     }
+///
+///     fn capabilities(&self) -> Capabilities {
+///         Capabilities::minimal()
+///     }
+/// }
+///
+/// let mut listener = Listener { events: VecDeque::new(), next_id: 0, closed: false };
+/// listener.events.push_back(ModelEvent::session_updated(Default::default(), false));
+/// listener.send(ModelCommand::UserMessage { message: "Hi".into(), respond: false }).unwrap();
+/// let mut cx = Context::from_waker(std::task::Waker::noop());
+/// assert!(matches!(listener.poll_event(&mut cx), Poll::Ready(Some(ModelEvent::SessionUpdated { .. }))));
+/// assert!(matches!(listener.poll_event(&mut cx), Poll::Ready(Some(ModelEvent::Item(_)))));
+/// assert!(listener.poll_close(&mut cx).is_ready());
+/// assert!(matches!(listener.poll_event(&mut cx), Poll::Ready(Some(ModelEvent::Closed { error: None }))));
+/// assert!(matches!(listener.poll_event(&mut cx), Poll::Ready(None)));
+/// ```
 pub trait RealtimeConnection: Send + 'static {
     /// Queues a command. Fails only when the connection is closed or its send queue is full.
     fn send(&mut self, command: ModelCommand) -> Result<()>;
@@ -224,6 +287,18 @@ pub struct AudioCut {
 }
 
 /// A provider-neutral command from the session to the backend.
+///
+/// The [module docs](self) say what each command means and which events answer it.
+///
+/// ```
+/// use realtime_agents::model::{AudioCut, ModelCommand};
+/// let ask = ModelCommand::UserMessage { message: "Hello!".into(), respond: true };
+/// let stop = ModelCommand::Interrupt {
+///     cancel_response: true,
+///     cut: Some(AudioCut { item_id: "item_2".into(), content_index: 0, audio_end_ms: 1_200 }),
+/// };
+/// # let _ = (ask, stop);
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum ModelCommand {
@@ -304,6 +379,14 @@ pub enum ResponseStatus {
 }
 
 /// Token usage, summed over responses.
+///
+/// ```
+/// use realtime_agents::model::Usage;
+/// let mut total = Usage::default();
+/// total += Usage::new(100, 20);
+/// total += Usage::new(150, 30).cached_tokens(100);
+/// assert_eq!((total.requests, total.total_tokens, total.cached_tokens), (2, 300, 100));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Usage {
