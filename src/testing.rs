@@ -623,7 +623,8 @@ impl ScriptedModel {
     /// returns them: some reply was played since the last `play` returned, every queued
     /// reply was played, and the session reported each one (a response by its
     /// [`Usage`](RealtimeSessionEvent::Usage) event, as each scripted response reports
-    /// usage; an error reply by its `Error` event). Returns early when the session closes.
+    /// usage; an error reply by its `Error` event, a close by `Reconnected` or `Closed`).
+    /// Returns early when the session closes.
     ///
     /// Fails with [`Error::Timeout`] after the [`timeout`](Self::timeout), saying what was
     /// still missing. Read one conversation with either `play` or [`until`], not both.
@@ -701,6 +702,11 @@ impl ScriptedModel {
                     .iter()
                     .position(|a| *a == Ack::Error(text.clone()))
                 {
+                    state.acks.remove(at);
+                }
+            }
+            RealtimeSessionEvent::Reconnected { .. } => {
+                if let Some(at) = state.acks.iter().position(|a| *a == Ack::Close) {
                     state.acks.remove(at);
                 }
             }

@@ -8,8 +8,9 @@ use realtime_agents::protocol::Voice;
 use realtime_agents::simulator::speech::encode_text;
 use realtime_agents::testing::{Reply, ScriptedModel, until};
 use realtime_agents::{
-    Error, FunctionTool, GuardrailOutput, Handoff, OutputGuardrail, RealtimeAgent, RealtimeRunner,
-    RealtimeSession, RealtimeSessionEvent as E, ServerError,
+    Error, FunctionTool, GuardrailOutput, Handoff, OutputGuardrail, RealtimeAgent,
+    RealtimeRunConfig, RealtimeRunner, RealtimeSession, RealtimeSessionEvent as E, ReconnectPolicy,
+    ServerError,
 };
 use serde_json::json;
 
@@ -368,4 +369,53 @@ async fn play_says_what_is_missing_when_the_script_is_not_used_up() {
     };
     assert!(message.contains("1 replies not played"), "{message}");
     assert_eq!(model.remaining(), 1);
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_resumed_with_the_history() {
+    let lost = Error::Closed {
+        code: Some(1006),
+        reason: "network".into(),
+    };
+    let model = ScriptedModel::new().reply(Reply::text("First answer."));
+    let config = RealtimeRunConfig::new().reconnect(
+        ReconnectPolicy::new().backoff(Duration::from_millis(1), Duration::from_millis(1)),
+    );
+    let mut session = RealtimeRunner::new(RealtimeAgent::new("Assistant"))
+        .model(model.clone())
+        .config(config)
+        .run(())
+        .await
+        .unwrap();
+    session.send_message("One").await.unwrap();
+    model.play(&mut session).await.unwrap();
+    // The next request finds the connection dropping.
+    model.push_reply(Reply::close(Some(lost)));
+    session.send_message("Two").await.unwrap();
+    let events = model.play(&mut session).await.unwrap();
+    let replayed = events.iter().find_map(|e| match e {
+        E::Reconnected { replayed_items, .. } => Some(*replayed_items),
+        _ => None,
+    });
+    // The user's two messages and the first answer were re-created on the new connection.
+    assert_eq!(replayed, Some(3));
+    assert_eq!(model.connections().len(), 2);
+    let kinds = command_kinds(&model);
+    assert_eq!(
+        kinds,
+        [
+            "message+respond",
+            "message+respond",
+            "create item",
+            "create item",
+            "create item"
+        ]
+    );
+    // The request was lost with the connection; asking again gets an answer.
+    model.push_reply(Reply::text("Still here."));
+    session.handle().create_response().await.unwrap();
+    assert_eq!(
+        model.play(&mut session).await.unwrap().assistant_text(),
+        "Still here."
+    );
 }
