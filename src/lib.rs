@@ -16,6 +16,7 @@ pub mod redact;
 mod runner;
 mod session;
 pub mod simulator;
+pub mod testing;
 pub mod tool;
 mod transport;
 mod wake;
