@@ -1278,7 +1278,7 @@ impl Events {
     pub fn agents(&self) -> Vec<String> {
         self.iter()
             .filter_map(|e| match e {
-                RealtimeSessionEvent::AgentStart { agent } => Some(agent.clone()),
+                RealtimeSessionEvent::AgentStart { agent, .. } => Some(agent.clone()),
                 _ => None,
             })
             .collect()
