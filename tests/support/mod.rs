@@ -242,6 +242,17 @@ pub mod ev {
                         "content": [{"type": "input_text", "text": text}]}})
     }
 
+    /// What the real server answers to a client's `conversation.item.create` of a user text
+    /// message: the item, as added, under `item_id`.
+    pub fn echo_user_message(create: &Value, item_id: &str) -> Option<Value> {
+        let item = &create["item"];
+        if create["type"] != "conversation.item.create" || item["role"] != "user" {
+            return None;
+        }
+        let text = item["content"][0]["text"].as_str().unwrap_or("");
+        Some(user_text_item(item_id, None, text))
+    }
+
     pub fn transcript_delta(resp: &str, item_id: &str, delta: &str) -> Value {
         json!({"type": "response.output_audio_transcript.delta", "event_id": "ev_td", "response_id": resp, "item_id": item_id,
                "output_index": 0, "content_index": 0, "delta": delta})

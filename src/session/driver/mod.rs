@@ -31,8 +31,8 @@ use crate::audio::AudioFormat;
 use crate::hooks::HookDecision;
 use crate::items::{History, ItemStatus, MessageItem, RealtimeItem, Role, Upsert};
 use crate::model::{
-    AudioCut, ModelCommand, ModelEvent, RealtimeConnection, RealtimeModel, ResponseStatus,
-    SessionSettings, Usage,
+    AudioCut, Capabilities, ModelCommand, ModelEvent, RealtimeConnection, RealtimeModel,
+    ResponseStatus, SessionSettings, Usage,
 };
 use crate::runner::RealtimeRunConfig;
 use crate::wake::Wakes;
@@ -176,6 +176,8 @@ enum Step {
 /// The session task.
 pub(crate) struct Driver {
     conn: Box<dyn RealtimeConnection>,
+    /// What the backend can do (read again after each reconnect and session update).
+    caps: Capabilities,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<RealtimeSessionEvent>,
     /// Events that come after the channel's: the ones emitted while the session ends without
@@ -185,6 +187,7 @@ pub(crate) struct Driver {
     tail_tx: Option<oneshot::Sender<VecDeque<RealtimeSessionEvent>>>,
     /// The session is ending: events never wait for room in the channel.
     ending: bool,
+
     cancel: CancellationToken,
     shared: Shared,
     agent: Arc<RealtimeAgent>,
@@ -237,12 +240,14 @@ impl Driver {
     ) -> Self {
         let output_format = shared.config.settings.output_format.unwrap_or_default();
         Self {
+            caps: conn.capabilities(),
             conn,
             commands,
             events,
             tail: VecDeque::new(),
             tail_tx: Some(tail),
             ending: false,
+
             cancel: CancellationToken::new(),
             shared,
             agent,
@@ -297,7 +302,13 @@ impl Driver {
             .max_duration
             .map(|limit| tokio::time::Instant::now() + limit);
         let seed = self.shared.config.initial_history.clone();
-        if !seed.is_empty() {
+        if !seed.is_empty() && !self.caps.create_items {
+            let error = Error::Config(
+                "this backend cannot create conversation items: the seeded history was not sent"
+                    .into(),
+            );
+            self.emit(RealtimeSessionEvent::Error { error }).await;
+        } else if !seed.is_empty() {
             self.seed_history(seed).await;
         }
         // Created once: waits for the whole session, polled only when one of them fires.
@@ -540,6 +551,12 @@ impl Driver {
                 return;
             }
         }
+        if matches!(command, ModelCommand::CreateResponse) && !self.caps.response_create {
+            let error = Error::Config(
+                "this backend decides itself when to respond: it takes no response requests".into(),
+            );
+            return self.emit(RealtimeSessionEvent::Error { error }).await;
+        }
         let asks_response = match &command {
             ModelCommand::UserMessage { respond, .. }
             | ModelCommand::ToolOutput { respond, .. } => *respond,
@@ -552,8 +569,12 @@ impl Driver {
         // The frame goes out when the connection is polled, together with any others queued
         // in this pass.
         self.wakes.mark(wake::CONNECTION);
+        let message = matches!(command, ModelCommand::UserMessage { respond: true, .. });
         match self.conn.send(command) {
             Ok(()) if asks_response => {
+                if message {
+                    self.turns.message_sent();
+                }
                 let owner = self.turns.request_owner.take();
                 self.turn_request(owner).await;
             }
@@ -636,6 +657,7 @@ impl Driver {
             };
             match result {
                 Ok(conn) => {
+                    self.caps = conn.capabilities();
                     self.conn = conn;
                     self.wakes.mark(wake::CONNECTION);
                     self.audio_started = false;
@@ -724,6 +746,14 @@ impl Driver {
                 let _ = reply.send(result);
             }
             Command::UpdateHistory(edit, reply) => {
+                if !self.caps.edit_items {
+                    let error = Error::Config(
+                        "this backend's conversation is append-only: history cannot be edited"
+                            .into(),
+                    );
+                    let _ = reply.send(Err(error));
+                    return;
+                }
                 self.update_history(edit).await;
                 let _ = reply.send(Ok(()));
             }
@@ -741,7 +771,29 @@ impl Driver {
 
     async fn send_agent_settings(&mut self) {
         match agent_settings(&self.shared, &self.agent, self.audio_started).await {
-            Ok(settings) => {
+            Ok(mut settings) => {
+                // What the backend cannot change mid-session stays as it was.
+                let caps = &self.caps;
+                let kept = [
+                    (
+                        !caps.mutable_instructions && settings.instructions.take().is_some(),
+                        "instructions",
+                    ),
+                    (
+                        !caps.mutable_tools && settings.tools.take().is_some(),
+                        "tools",
+                    ),
+                    (
+                        !caps.mutable_voice && settings.voice.take().is_some(),
+                        "voice",
+                    ),
+                ];
+                for (_, what) in kept.iter().filter(|(kept, _)| *kept) {
+                    tracing::warn!(
+                        what,
+                        "the backend cannot change this mid-session; it stays as it was"
+                    );
+                }
                 self.send(ModelCommand::UpdateSession(Box::new(settings)))
                     .await
             }
@@ -801,6 +853,7 @@ impl Driver {
             } => {
                 self.output_format = output_format;
                 self.server_interrupts = server_interrupts;
+                self.caps = self.conn.capabilities();
             }
             ModelEvent::ResponseStarted { response_id } => {
                 if let Some(previous) = self.active_response.take() {
@@ -956,6 +1009,9 @@ impl Driver {
                 .await;
             }
             ModelEvent::Item(item) => {
+                if item.as_message().is_some_and(|m| m.role == Role::User) {
+                    self.turns.message_echoed();
+                }
                 let id = item.item_id().to_owned();
                 if self.own_items.contains(&id) && self.history.get(&id).is_some() {
                     // The server echoing an item this session created: already in history.
@@ -1122,7 +1178,17 @@ impl Driver {
         if self.interrupted_response.is_none() {
             self.interrupted_response = self.active_response.clone();
         }
-        let cut = self.stop_playback().await;
+        let mut cut = self.stop_playback().await;
+        let mut cancel_response = cancel_response;
+        if !self.caps.truncation {
+            // The backend cannot cut an item at what was heard: only playback stops.
+            cut = None;
+        }
+        if cancel_response && !self.caps.response_cancel {
+            // The backend cannot cancel: the rest of the response is dropped here instead.
+            self.blocked_response.clone_from(&self.active_response);
+            cancel_response = false;
+        }
         if cancel_response || cut.is_some() {
             self.send(ModelCommand::Interrupt {
                 cancel_response,
