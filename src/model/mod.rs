@@ -43,6 +43,18 @@ pub trait RealtimeModel: Send + Sync + fmt::Debug + 'static {
         &self,
         settings: SessionSettings,
     ) -> BoxFuture<'static, Result<Box<dyn RealtimeConnection>>>;
+
+    /// The name of the model the connections talk to (e.g. `gpt-realtime`), used to price a
+    /// session's usage ([`crate::cost`]) when its settings name no model. Default: `None`.
+    ///
+    /// ```
+    /// use realtime_agents::model::{OpenAIRealtimeWebSocketModel, RealtimeModel};
+    /// let model = OpenAIRealtimeWebSocketModel::builder().model("gpt-realtime-mini").build();
+    /// assert_eq!(model.model_name().as_deref(), Some("gpt-realtime-mini"));
+    /// ```
+    fn model_name(&self) -> Option<String> {
+        None
+    }
 }
 
 /// One live connection to a backend, owned by a single session task.

@@ -334,6 +334,22 @@ pub fn assistant_text(events: &[RealtimeSessionEvent]) -> String {
         .collect()
 }
 
+/// The client events `sim` received, once `ready` says they are all there (they arrive a
+/// little after the session sent them); panics after 5 s.
+pub async fn client_events(
+    sim: &realtime_agents::simulator::Simulator,
+    ready: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    for _ in 0..500 {
+        let events = sim.client_events();
+        if ready(&events) {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("client events not ready: {:#?}", sim.client_events());
+}
+
 /// Collects the remaining events until the stream ends; panics after 5 s.
 pub async fn until_end(session: &mut RealtimeSession) -> Vec<RealtimeSessionEvent> {
     tokio::time::timeout(Duration::from_secs(5), session.by_ref().collect::<Vec<_>>())
