@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) use crate::config::RealtimeRunConfig;
 use crate::cost;
 use crate::model::{OpenAIRealtimeWebSocketModel, RealtimeModel};
+use crate::protocol::Modality;
 use crate::session::{Canceller, Driver, RealtimeSession, SessionInfo, Shared, agent_settings};
 use crate::{
     Error, RealtimeAgent, Result, RunContext, SessionOptions, SessionSnapshot,
@@ -90,7 +91,7 @@ impl RealtimeRunner {
     /// # drop((short, long)); Ok(()) }
     /// ```
     pub async fn start(&self, options: SessionOptions) -> Result<RealtimeSession> {
-        self.launch(self.agent.clone(), options, None).await
+        self.launch(self.start_agent(), options, Launch::New).await
     }
 
     /// Continues a saved session ([`SessionSnapshot`]) in a new one: the agent named by the
@@ -125,11 +126,11 @@ impl RealtimeRunner {
         })?;
         let mut options = options;
         options.history = Some(snapshot.history);
-        let saved = Saved {
+        let saved = Launch::Resume {
             id: snapshot.session_id,
             settings: snapshot.settings,
         };
-        self.launch(agent, options, Some(saved)).await
+        self.launch(agent, options, saved).await
     }
 
     /// The agent named `name`: the starting agent, or one reachable from it through
@@ -160,19 +161,30 @@ impl RealtimeRunner {
         None
     }
 
+    /// The agent sessions start with.
+    pub(crate) fn start_agent(&self) -> Arc<RealtimeAgent> {
+        self.agent.clone()
+    }
+
     /// Connects and starts a session for `agent`.
-    async fn launch(
+    pub(crate) async fn launch(
         &self,
         agent: Arc<RealtimeAgent>,
         options: SessionOptions,
-        saved: Option<Saved>,
+        how: Launch,
     ) -> Result<RealtimeSession> {
         let mut config = self.config.clone();
-        if let Some(saved) = &saved {
+        let one_shot = matches!(how, Launch::OneShot);
+        let mut id = None;
+        if let Launch::Resume { id: saved, settings } = how {
             // The saved session's own settings take the place of the runner's.
-            config.settings = saved.settings.clone();
+            config.settings = settings;
+            id = Some(saved);
         }
         let (mut config, context, token) = options.apply(config);
+        if one_shot && config.settings.output_modalities.is_none() {
+            config.settings.output_modalities = Some(vec![Modality::Text]);
+        }
         config.max_duration = config.max_duration.map(|limit| limit.min(MAX_TIME_LIMIT));
         config.model_name = config
             .settings
@@ -188,7 +200,7 @@ impl RealtimeRunner {
             }
         }
         let info = SessionInfo {
-            id: saved.map_or_else(new_session_id, |saved| saved.id),
+            id: id.unwrap_or_else(new_session_id),
             settings: config.settings.clone(),
             model,
             prices: config.prices.clone(),
@@ -249,10 +261,17 @@ impl RealtimeRunner {
     }
 }
 
-/// What a resumed session keeps of the saved one.
-struct Saved {
-    id: String,
-    settings: crate::model::SessionSettings,
+/// What kind of session [`RealtimeRunner::launch`] starts.
+pub(crate) enum Launch {
+    /// A new session.
+    New,
+    /// A saved session going on: its id and settings.
+    Resume {
+        id: String,
+        settings: crate::model::SessionSettings,
+    },
+    /// A one-shot run's: text answers unless the settings ask for audio.
+    OneShot,
 }
 
 /// A new session id: the time, the process and a counter, so that ids from different

@@ -223,7 +223,13 @@ pub enum ResponseStatus {
 }
 
 /// Token usage, summed over responses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// ```
+/// let usage = realtime_agents::model::Usage::default();
+/// assert_eq!(serde_json::to_value(usage).unwrap()["total_tokens"], 0);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct Usage {
     /// Responses counted.
