@@ -1,7 +1,7 @@
 //! Runs the Realtime API simulator until Ctrl-C.
 //!
 //! ```text
-//! cargo run --example sim_server -- --addr 127.0.0.1:8765 [--speed 1.0] [--api-key KEY] [--stamp-audio]
+//! cargo run --example sim_server -- --addr 127.0.0.1:8765 [--speed 1.0] [--api-key KEY] [--stamp-audio] [--tool-done-delay-ms 0]
 //! ```
 //!
 //! Prints `listening on ws://ADDR/v1/realtime` once it accepts connections. Point any
@@ -9,20 +9,23 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use realtime_agents::simulator::Simulator;
 
-const USAGE: &str = "usage: sim_server [--addr 127.0.0.1:8765] [--speed 1.0] [--api-key KEY] [--stamp-audio]\n\
-     --addr         address to listen on (default 127.0.0.1:8765; port 0 picks a free port)\n\
-     --speed        audio pacing: 1.0 real time, 4.0 four times faster, 0 unpaced\n\
-     --api-key      refuse connections (HTTP 401) that do not present this key\n\
-     --stamp-audio  write each audio delta's send time into its first bytes (for loadtest --url)";
+const USAGE: &str = "usage: sim_server [--addr 127.0.0.1:8765] [--speed 1.0] [--api-key KEY] [--stamp-audio] [--tool-done-delay-ms 0]\n\
+     --addr                address to listen on (default 127.0.0.1:8765; port 0 picks a free port)\n\
+     --speed               audio pacing: 1.0 real time, 4.0 four times faster, 0 unpaced\n\
+     --api-key             refuse connections (HTTP 401) that do not present this key\n\
+     --stamp-audio         write each audio delta's send time into its first bytes (for loadtest --url)\n\
+     --tool-done-delay-ms  send response.done of a function-call response this long after the call";
 
 struct Args {
     addr: SocketAddr,
     speed: f64,
     api_key: Option<String>,
     stamp_audio: bool,
+    tool_done_delay: Duration,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -31,6 +34,7 @@ fn parse_args() -> Result<Args, String> {
         speed: 1.0,
         api_key: None,
         stamp_audio: false,
+        tool_done_delay: Duration::ZERO,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -58,6 +62,13 @@ fn parse_args() -> Result<Args, String> {
             }
             "--api-key" => args.api_key = Some(value()?),
             "--stamp-audio" => args.stamp_audio = true,
+            "--tool-done-delay-ms" => {
+                let v = value()?;
+                let ms: u64 = v
+                    .parse()
+                    .map_err(|e| format!("bad --tool-done-delay-ms {v:?}: {e}"))?;
+                args.tool_done_delay = Duration::from_millis(ms);
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -81,7 +92,8 @@ async fn main() {
         .addr(args.addr)
         .speed(args.speed)
         .record_client_events(false)
-        .stamp_audio(args.stamp_audio);
+        .stamp_audio(args.stamp_audio)
+        .tool_response_done_delay(args.tool_done_delay);
     if let Some(key) = args.api_key {
         builder = builder.require_api_key(key);
     }

@@ -19,7 +19,9 @@ mod run;
 mod runner;
 mod session;
 pub mod simulator;
+pub mod testing;
 pub mod tool;
+mod transport;
 mod wake;
 
 pub use agent::RealtimeAgent;
@@ -28,10 +30,12 @@ pub use error::{Error, Result, ServerError};
 pub use guardrail::{GuardrailOutput, GuardrailResult, OutputGuardrail};
 pub use handoff::Handoff;
 pub use redact::Redactor;
-pub use run::{SessionOptions, SessionSnapshot};
+pub use run::{OneShotResult, RunHandle, RunStatus, SessionOptions, SessionSnapshot};
 pub use runner::RealtimeRunner;
+pub use session::turn;
 pub use session::{
-    PlaybackTracker, RealtimeSession, RealtimeSessionEvent, RealtimeSessionHandle, ResponseEnd,
+    HandoffRecord, PlaybackTracker, RealtimeSession, RealtimeSessionEvent, RealtimeSessionHandle,
+    ResponseEnd, ResponseRecord, ToolCallRecord, TurnCause, TurnResult, TurnStatus, TurnTimings,
     WallClockPlaybackTracker,
 };
 /// The token type taken by [`RealtimeRunConfig::cancellation_token`] and

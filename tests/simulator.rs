@@ -1,6 +1,6 @@
 //! Integration tests of the Realtime API simulator with a raw WebSocket client.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -76,6 +76,14 @@ impl Client {
         .await;
         let events = self.until("conversation.item.done").await;
         assert_eq!(events.len(), 2, "{events:?}");
+    }
+
+    async fn truncate(&mut self, item_id: &str, audio_end_ms: u64) {
+        self.send(
+            json!({"type": "conversation.item.truncate", "item_id": item_id,
+            "content_index": 0, "audio_end_ms": audio_end_ms}),
+        )
+        .await;
     }
 
     async fn update(&mut self, session: Value) -> Value {
@@ -373,6 +381,83 @@ async fn tool_call_then_spoken_answer_with_the_output() {
     assert!(first_word < first_audio);
 }
 
+/// Asks, without VAD, for a response that calls `get_weather`.
+async fn ask_for_the_weather(c: &mut Client) {
+    c.update(json!({"type": "realtime", "tools": [weather_tool()],
+        "audio": {"input": {"turn_detection": null}}}))
+        .await;
+    c.user_text("What's the weather in Paris?").await;
+    c.send(json!({"type": "response.create"})).await;
+}
+
+#[tokio::test]
+async fn delayed_tool_response_done_stays_active_until_it_arrives() {
+    let delay = Duration::from_millis(300);
+    let sim = Simulator::builder()
+        .speed(0.0)
+        .tool_response_done_delay(delay)
+        .start()
+        .await
+        .unwrap();
+    let mut c = Client::connect(&sim).await;
+    ask_for_the_weather(&mut c).await;
+    let call = c.until("conversation.item.done").await;
+    let call_done = Instant::now();
+    let t = types(&call);
+    assert!(
+        t.contains(&"response.function_call_arguments.done"),
+        "{t:?}"
+    );
+    assert_eq!(
+        t[t.len() - 2..],
+        ["response.output_item.done", "conversation.item.done"]
+    );
+    let call_id = call.last().unwrap()["item"]["call_id"].clone();
+    // The client runs the tool now, before response.done: the response is still active...
+    c.send(json!({"type": "response.create", "event_id": "too_early"}))
+        .await;
+    // ...but the tool's output can already join the conversation.
+    c.send(
+        json!({"type": "conversation.item.create", "item": {"type": "function_call_output",
+        "call_id": call_id, "output": "Sunny, 22 degrees in Paris"}}),
+    )
+    .await;
+    let events = c.until("response.done").await;
+    let done_after = call_done.elapsed();
+    assert_eq!(
+        types(&events),
+        [
+            "error",
+            "conversation.item.added",
+            "conversation.item.done",
+            "response.done"
+        ]
+    );
+    assert_eq!(
+        events[0]["error"]["code"],
+        "conversation_already_has_active_response"
+    );
+    assert_eq!(events[0]["error"]["event_id"], "too_early");
+    assert_eq!(events[1]["item"]["type"], "function_call_output");
+    let done = &events[3]["response"];
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["output"][0]["call_id"], call_id);
+    // Not a timing test: only that the delay was not skipped.
+    assert!(
+        done_after >= delay / 2,
+        "response.done after {done_after:?}"
+    );
+    assert_eq!(c.next().await["type"], "rate_limits.updated");
+    // Once done, the answer with the tool's output can be asked for.
+    c.send(json!({"type": "response.create"})).await;
+    let events = c.until("response.done").await;
+    let answer = &events.last().unwrap()["response"]["output"][0]["content"][0];
+    assert_eq!(
+        answer["transcript"],
+        "Here is what I found: Sunny, 22 degrees in Paris."
+    );
+}
+
 #[tokio::test]
 async fn second_response_create_while_active_is_rejected() {
     let sim = Simulator::start().await.unwrap(); // real-time pacing keeps the response active
@@ -516,13 +601,12 @@ async fn truncate_rules() {
     c.send(json!({"type": "conversation.item.retrieve", "item_id": item_id}))
         .await;
     let retrieved = c.next().await;
-    let kept = retrieved["item"]["content"][0]["transcript"]
-        .as_str()
-        .unwrap();
-    assert!(
-        full.starts_with(kept) && kept.len() < full.len() && !kept.is_empty(),
-        "{kept:?} of {full:?}"
+    // The real API deletes a truncated part's transcript.
+    assert_eq!(
+        retrieved["item"]["content"][0]["transcript"], "",
+        "{full:?}"
     );
+    assert!(!full.is_empty());
     // The item is now 1000 ms long.
     c.send(
         json!({"type": "conversation.item.truncate", "item_id": item_id,
@@ -533,6 +617,150 @@ async fn truncate_rules() {
         c.next().await["error"]["message"],
         "Audio content of 1000ms is already shorter than 1001ms"
     );
+}
+
+/// A story answered on a VAD-less connection: the assistant item's id, its full transcript
+/// and the milliseconds of audio sent, once `response.done` and `rate_limits.updated` are in.
+async fn story_item(c: &mut Client) -> (String, String, u64) {
+    c.update(json!({"type": "realtime", "audio": {"input": {"turn_detection": null}}}))
+        .await;
+    c.user_text("Tell me a story").await;
+    c.send(json!({"type": "response.create"})).await;
+    let mut events = c.until("response.done").await;
+    c.until("rate_limits.updated").await;
+    let bytes: usize = events
+        .iter()
+        .filter(|e| e["type"] == "response.output_audio.delta")
+        .map(|e| BASE64.decode(e["delta"].as_str().unwrap()).unwrap().len())
+        .sum();
+    let done = events.pop().unwrap();
+    let item = &done["response"]["output"][0];
+    let transcript = item["content"][0]["transcript"].as_str().unwrap();
+    let id = item["id"].as_str().unwrap().to_string();
+    (id, transcript.to_string(), bytes as u64 / 48)
+}
+
+/// The text tokens of the context a `response.create` sees, from its `response.done` usage.
+async fn context_text_tokens(c: &mut Client) -> u64 {
+    c.send(
+        json!({"type": "response.create", "response": {"conversation": "none",
+        "output_modalities": ["text"]}}),
+    )
+    .await;
+    let done = c.until("response.done").await.pop().unwrap();
+    c.until("rate_limits.updated").await;
+    done["response"]["usage"]["input_token_details"]["text_tokens"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn truncation_deletes_the_transcript_as_the_real_api_does() {
+    let sim = fast().await;
+    let mut c = Client::connect(&sim).await;
+    let (item_id, full, _) = story_item(&mut c).await;
+    assert!(full.starts_with("Once upon a time"), "{full}");
+    c.truncate(&item_id, 3000).await;
+    // The GA event carries no transcript at all.
+    let mut truncated = c.next().await;
+    assert!(
+        truncated["event_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "{truncated}"
+    );
+    truncated.as_object_mut().unwrap().remove("event_id");
+    assert_eq!(
+        truncated,
+        json!({"type": "conversation.item.truncated", "item_id": item_id,
+            "content_index": 0, "audio_end_ms": 3000})
+    );
+    c.send(json!({"type": "conversation.item.retrieve", "item_id": item_id}))
+        .await;
+    let item = c.next().await["item"].clone();
+    assert_eq!(item["role"], "assistant");
+    assert_eq!(
+        item["content"],
+        json!([{"type": "output_audio", "transcript": ""}]),
+        "not even the words heard before 3000 ms stay"
+    );
+    // The audio is still there, 3000 ms of it: it can be truncated again, not lengthened.
+    c.truncate(&item_id, 3001).await;
+    assert_eq!(
+        c.next().await["error"]["message"],
+        "Audio content of 3000ms is already shorter than 3001ms"
+    );
+}
+
+#[tokio::test]
+async fn the_model_no_longer_sees_a_truncated_transcript() {
+    let sim = fast().await;
+    // Two identical conversations; the first truncates the story at its very end, where
+    // every word was heard: the transcript goes all the same.
+    let mut cut = Client::connect(&sim).await;
+    let mut kept = Client::connect(&sim).await;
+    let (item_id, _, audio_ms) = story_item(&mut cut).await;
+    story_item(&mut kept).await;
+    cut.truncate(&item_id, audio_ms).await;
+    assert_eq!(cut.next().await["type"], "conversation.item.truncated");
+    let with_story = context_text_tokens(&mut kept).await;
+    let without = context_text_tokens(&mut cut).await;
+    // The story's transcript is about 700 characters: tens of tokens the context loses.
+    assert!(
+        without + 50 < with_story,
+        "context tokens: {without} after truncation, {with_story} without"
+    );
+}
+
+#[tokio::test]
+async fn truncating_a_message_still_streaming_deletes_its_stored_transcript() {
+    let sim = Simulator::builder().speed(4.0).start().await.unwrap();
+    let mut c = Client::connect(&sim).await;
+    c.update(json!({"type": "realtime", "audio": {"input": {"turn_detection": null}}}))
+        .await;
+    c.user_text("Tell me a story").await;
+    c.send(json!({"type": "response.create"})).await;
+    let mut item_id = String::new();
+    let mut deltas = 0;
+    while deltas < 25 {
+        let event = c.next().await;
+        if event["type"] == "response.output_audio.delta" {
+            item_id = event["item_id"].as_str().unwrap().to_string();
+            deltas += 1;
+        }
+    }
+    // 25 deltas of 20 ms are out: truncate at 200 ms, then stop the response.
+    c.truncate(&item_id, 200).await;
+    c.send(json!({"type": "response.cancel"})).await;
+    let events = c.until("response.done").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "conversation.item.truncated"),
+        "{:?}",
+        types(&events)
+    );
+    // What the response generated is reported as such; the conversation keeps no words.
+    let generated = events
+        .iter()
+        .find(|e| e["type"] == "response.output_item.done")
+        .unwrap();
+    let partial = generated["item"]["content"][0]["transcript"]
+        .as_str()
+        .unwrap();
+    assert!(partial.starts_with("Once"), "{partial}");
+    let stored = events
+        .iter()
+        .find(|e| e["type"] == "conversation.item.done")
+        .unwrap();
+    assert_eq!(stored["item"]["id"], item_id.as_str());
+    assert_eq!(stored["item"]["content"][0]["transcript"], "");
+    c.until("rate_limits.updated").await;
+    c.send(json!({"type": "conversation.item.retrieve", "item_id": item_id}))
+        .await;
+    let item = c.next().await["item"].clone();
+    assert_eq!(item["content"][0]["transcript"], "");
+    assert_eq!(item["status"], "incomplete");
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::{
     AudioCut, ModelCommand, ModelEvent, RawServerEvent, RealtimeConnection, RealtimeModel,
@@ -29,6 +29,7 @@ use crate::protocol::{
     Modality, ServerEvent, SessionConfig, SessionKind, ToolDefinition, TranscriptionConfig,
     TurnDetection,
 };
+use crate::transport::handshake::{self, HandshakeError};
 use crate::wake::Wakes;
 use crate::{Error, Result, ServerError};
 
@@ -282,19 +283,6 @@ fn endpoint(config: &Config) -> String {
     }
 }
 
-fn tls_connector() -> Result<Connector> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| Error::Config(format!("TLS setup failed: {e}")))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(Connector::Rustls(Arc::new(config)))
-}
-
 async fn open_socket(config: &Config) -> Result<Socket> {
     let url = endpoint(config);
     let shown = strip_query(&url);
@@ -350,33 +338,23 @@ async fn open_socket(config: &Config) -> Result<Socket> {
         .max_write_buffer_size(usize::MAX)
         .max_frame_size(Some(config.max_frame_size))
         .max_message_size(Some(config.max_frame_size));
-    let connector = if url.starts_with("wss:") {
-        Some(tls_connector()?)
-    } else {
-        Some(Connector::Plain)
-    };
-    let handshake =
-        tokio_tungstenite::connect_async_tls_with_config(request, Some(ws_config), true, connector);
+    let handshake = handshake::connect(&url, request.headers(), ws_config);
     match tokio::time::timeout(config.handshake_timeout, handshake).await {
         Err(_) => Err(Error::Timeout(format!(
             "connecting to {shown} took over {:?}",
             config.handshake_timeout
         ))),
-        Ok(Err(tungstenite::Error::Http(response))) => {
-            let body = response
-                .body()
-                .as_deref()
-                .map(String::from_utf8_lossy)
-                .unwrap_or_default();
+        Ok(Err(HandshakeError::Refused { status, body })) => {
+            let body = String::from_utf8_lossy(&body);
             // Hide our credentials before cutting, so that no fragment of one survives.
             let body = refusal_redactor(config, &url).redact_string(body.into_owned());
             Err(connect_error(
-                Some(response.status().as_u16()),
+                Some(status),
                 body.chars().take(500).collect(),
             ))
         }
         Ok(Err(e)) => Err(connect_error(None, e.to_string())),
-        Ok(Ok((ws, _response))) => {
+        Ok(Ok(ws)) => {
             tracing::debug!(url = %shown, "connected");
             Ok(ws)
         }

@@ -6,6 +6,7 @@ use crate::Error;
 use crate::guardrail::GuardrailResult;
 use crate::items::{RealtimeItem, Role};
 use crate::model::{RawServerEvent, Usage};
+use crate::session::turn::{TurnCause, TurnResult};
 
 /// How a response ended ([`RealtimeSessionEvent::AgentEnd`]).
 ///
@@ -45,6 +46,20 @@ impl ResponseEnd {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum RealtimeSessionEvent {
+    /// A user turn began (see the [turn contract](crate::turn)). Comes before every
+    /// other event of the turn.
+    TurnStarted {
+        /// The turn's number in the session, from 1.
+        turn_id: u64,
+        /// What began it.
+        cause: TurnCause,
+    },
+    /// A user turn ended: the assistant has nothing left to do for it. Exactly once per
+    /// `TurnStarted`, after every other event of the turn and before `Closed`.
+    TurnEnded {
+        /// What happened in it.
+        result: Box<TurnResult>,
+    },
     /// An agent started a response. Exactly one [`AgentEnd`](Self::AgentEnd) with the same
     /// `response_id` follows, whatever happens to the response or the session.
     AgentStart {

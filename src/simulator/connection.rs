@@ -1,16 +1,17 @@
-//! One accepted TCP connection: the WebSocket handshake (auth, subprotocols, model) and the
-//! select loop that feeds [`ConnectionState`] and writes its events.
+//! One accepted TCP connection, whatever its protocol: the WebSocket handshake (the API key,
+//! the choice of protocol), then the loop that owns the socket and the clock, feeds client
+//! frames and due steps to the protocol's state machine ([`Machine`]) and writes the events
+//! it produces, numbered.
 
-use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures::{SinkExt, StreamExt};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -19,18 +20,59 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use super::state::{ConnectionState, Due, Events};
+use super::outgoing::{Due, Events};
+use super::realtime;
 
-const DEFAULT_MODEL: &str = "gpt-realtime";
 const KEY_PROTOCOL_PREFIX: &str = "openai-insecure-api-key.";
 
-/// What the handshake learned about the client.
-#[derive(Debug, Default)]
-struct Handshake {
-    model: Option<String>,
+/// One connection's protocol: the state machine the connection loop drives.
+///
+/// Everything is synchronous: each input (a client frame, a due step, a timer) pushes the
+/// server events it produces, in order, to `out`. The loop owns the socket, the clock and the
+/// event ids (`event_<n>`, numbered per connection), and stamps audio deltas.
+pub(crate) trait Machine {
+    /// A text frame from the client. The machine parses it, answers it, and hands the parsed
+    /// event to [`Shared::record`] for [`Simulator::client_events`](super::Simulator::client_events);
+    /// when [`Shared::recording`] is false it may skip building a JSON tree (audio appends).
+    fn on_text(&mut self, text: &str, shared: &Shared, out: &mut Events);
+    /// A binary frame from the client.
+    fn on_binary(&mut self, out: &mut Events);
+    /// When the next step of what is streaming is due (`None`: nothing is).
+    fn next_due(&self) -> Option<Due>;
+    /// Runs the step that is due.
+    fn advance(&mut self, out: &mut Events);
+    /// When the machine's timer fires, if armed (Realtime: the idle timeout).
+    fn timer(&self) -> Option<Instant>;
+    /// The timer fired.
+    fn on_timer(&mut self, out: &mut Events);
 }
 
-fn query_param(query: &str, name: &str) -> Option<String> {
+/// The wire protocol a connection speaks, chosen from its upgrade request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// OpenAI Realtime GA ([`realtime`]).
+    Realtime,
+}
+
+impl Protocol {
+    /// The protocol a request's path asks for. Every path is Realtime, as it always was for
+    /// this simulator: clients keep their own paths and queries. A second protocol claims its
+    /// own path here (OpenAI's Live API: `/v1/live/sessions`).
+    fn of(_path: &str) -> Self {
+        Protocol::Realtime
+    }
+}
+
+/// What the handshake learned about the client.
+#[derive(Debug)]
+struct Handshake {
+    protocol: Protocol,
+    /// The request's query string (`""` without one).
+    query: String,
+}
+
+/// The value of `name` in a URL query string (`a=1&b=2`), when present and not empty.
+pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (k == name && !v.is_empty()).then(|| v.to_string())
@@ -53,14 +95,30 @@ fn unauthorized(message: &str) -> ErrorResponse {
     response
 }
 
-/// Checks the upgrade request: credentials when a key is required, the `realtime`
-/// subprotocol, and the model in the query.
+/// Small read buffers: tungstenite zero-fills the free part of its read buffer before every
+/// read, and a client event is rarely over a few kilobytes. Writes are batched up to a flush.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(8 << 10)
+        .write_buffer_size(64 << 10)
+}
+
+async fn wait_for(due: Option<Due>) {
+    match due {
+        Some(Due::Now) => tokio::task::yield_now().await,
+        Some(Due::At(at)) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Checks the upgrade request: credentials when a key is required, then lets the protocol
+/// that the path asks for answer it (subprotocols).
 #[allow(clippy::result_large_err)] // the error type is tungstenite's handshake callback's
 fn check_request(
     request: &Request,
     mut response: Response,
     required_key: Option<&str>,
-    handshake: &mut Handshake,
+    handshake: &mut Option<Handshake>,
 ) -> Result<Response, ErrorResponse> {
     let headers = request.headers();
     let protocols: Vec<String> = headers
@@ -103,37 +161,22 @@ fn check_request(
             return Err(unauthorized("Incorrect API key provided."));
         }
     }
-    if protocols.iter().any(|p| p == "realtime") {
-        response.headers_mut().insert(
-            http::header::SEC_WEBSOCKET_PROTOCOL,
-            http::HeaderValue::from_static("realtime"),
-        );
+    let protocol = Protocol::of(request.uri().path());
+    match protocol {
+        Protocol::Realtime => realtime::answer_upgrade(&protocols, &mut response),
     }
-    handshake.model = request.uri().query().and_then(|q| query_param(q, "model"));
+    *handshake = Some(Handshake {
+        protocol,
+        query: request.uri().query().unwrap_or_default().to_string(),
+    });
     Ok(response)
-}
-
-/// Small read buffers: tungstenite zero-fills the free part of its read buffer before every
-/// read, and a client event is rarely over a few kilobytes. Writes are batched up to a flush.
-fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(8 << 10)
-        .write_buffer_size(64 << 10)
-}
-
-async fn wait_for(due: Option<Due>) {
-    match due {
-        Some(Due::Now) => tokio::task::yield_now().await,
-        Some(Due::At(at)) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Serves one connection until the client leaves or the simulator shuts down.
 #[allow(clippy::result_large_err)] // the handshake callback's error type is tungstenite's
 pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, cancel: CancellationToken) {
     let _ = stream.set_nodelay(true);
-    let mut handshake = Handshake::default();
+    let mut handshake = None;
     let required = shared.api_key.clone();
     let callback = |request: &Request, response: Response| {
         check_request(request, response, required.as_deref(), &mut handshake)
@@ -148,13 +191,34 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, cancel: Cancel
             }
         },
     };
+    // The callback ran and accepted the request, or the handshake failed above.
+    let Some(handshake) = handshake else {
+        return;
+    };
     let connection = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
-    let model = handshake.model.unwrap_or_else(|| DEFAULT_MODEL.to_string());
-    tracing::debug!("simulator: connection {connection} accepted (model {model})");
+    tracing::debug!(
+        "simulator: connection {connection} accepted ({:?})",
+        handshake.protocol
+    );
+    match handshake.protocol {
+        Protocol::Realtime => {
+            let (machine, out) = realtime::ConnectionState::open(&handshake.query, &shared);
+            drive(ws, machine, out, &shared, &cancel, connection).await;
+        }
+    }
+}
+
+/// The connection loop: writes what the machine produced, then waits for a client frame, the
+/// machine's next due step or its timer, or the shutdown.
+async fn drive<M: Machine>(
+    ws: WebSocketStream<TcpStream>,
+    mut machine: M,
+    mut out: Events,
+    shared: &Shared,
+    cancel: &CancellationToken,
+    connection: usize,
+) {
     let (mut sink, mut source) = ws.split();
-    let (mut state, created) = ConnectionState::new(&model, shared.speed);
-    let mut out = Events::default();
-    out.push(created);
     let mut sent = 0u64;
     let mut event_id = String::new();
     loop {
@@ -177,8 +241,8 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, cancel: Cancel
                 return;
             }
         }
-        let due = state.next_due();
-        let idle = state.idle_deadline();
+        let due = machine.next_due();
+        let timer = machine.timer();
         tokio::select! {
             _ = cancel.cancelled() => {
                 let frame = CloseFrame { code: CloseCode::Away, reason: "simulator shutting down".into() };
@@ -186,14 +250,8 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, cancel: Cancel
                 return;
             }
             message = source.next() => match message {
-                Some(Ok(Message::Text(text))) => on_text(&text, &shared, &mut state, &mut out),
-                Some(Ok(Message::Binary(_))) => out.push(json!({"type": "error", "error": {
-                    "type": "invalid_request_error",
-                    "code": "invalid_json",
-                    "message": "Binary frames are not supported: send each event as a JSON text frame.",
-                    "param": null,
-                    "event_id": null,
-                }})),
+                Some(Ok(Message::Text(text))) => machine.on_text(&text, shared, &mut out),
+                Some(Ok(Message::Binary(_))) => machine.on_binary(&mut out),
                 // tungstenite answers pings and close frames itself; after a close frame
                 // the next read ends the stream.
                 Some(Ok(_)) => {}
@@ -204,18 +262,18 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, cancel: Cancel
                 None => return,
             },
             _ = wait_for(due), if due.is_some() => {
-                state.advance(&mut out);
+                machine.advance(&mut out);
                 // Paced: everything due by now goes out in one write.
                 let now = Instant::now();
-                while let Some(Due::At(at)) = state.next_due() {
+                while let Some(Due::At(at)) = machine.next_due() {
                     if at > now {
                         break;
                     }
-                    state.advance(&mut out);
+                    machine.advance(&mut out);
                 }
             }
-            _ = tokio::time::sleep_until(idle.unwrap_or_else(Instant::now)), if idle.is_some() => {
-                state.on_idle_timeout(&mut out);
+            _ = tokio::time::sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {
+                machine.on_timer(&mut out);
             }
         }
     }
@@ -227,46 +285,4 @@ fn unix_micros() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
         .unwrap_or_default()
-}
-
-/// The fields of a client event that the audio hot path needs, borrowed from the frame.
-#[derive(Deserialize)]
-struct Peek<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    audio: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    event_id: Option<Cow<'a, str>>,
-}
-
-/// Handles one client text frame.
-fn on_text(text: &str, shared: &Shared, state: &mut ConnectionState, out: &mut Events) {
-    if !shared.record {
-        // Audio appends skip the JSON tree: they are most of what a voice client sends.
-        if let Ok(Peek {
-            kind,
-            audio: Some(audio),
-            event_id,
-        }) = serde_json::from_str::<Peek<'_>>(text)
-        {
-            if kind == "input_audio_buffer.append" {
-                state.on_append(&audio, event_id.as_deref(), out);
-                return;
-            }
-        }
-    }
-    match serde_json::from_str::<Value>(text) {
-        Ok(value) => {
-            state.on_client_event(&value, out);
-            shared.record(value);
-        }
-        Err(e) => out.push(json!({"type": "error", "error": {
-            "type": "invalid_request_error",
-            "code": "invalid_json",
-            "message": format!("The server could not parse the JSON of the event: {e}."),
-            "param": null,
-            "event_id": null,
-        }})),
-    }
 }

@@ -43,8 +43,9 @@
 //!
 //! One tokio task serves each connection; every server event carries a unique `event_id`
 //! (`event_<n>`), items are `item_<n>`, responses `resp_<n>`, calls `call_<n>` (numbered per
-//! connection; item numbers already used by items the client created are skipped). Errors are `error` events (type `invalid_request_error`) that echo the
-//! offending client `event_id`; the connection stays open.
+//! connection; item numbers already used by items the client created are skipped). Errors
+//! are `error` events (type `invalid_request_error`) that echo the offending client
+//! `event_id`; the connection stays open.
 //!
 //! * **Handshake**: any path and query (`?model=`, `?call_id=`); the model defaults to
 //!   `gpt-realtime`. The `realtime` subprotocol is selected when offered. With
@@ -74,6 +75,8 @@
 //!   transcript delta (one word) sent just before the audio where that word starts, paced
 //!   in real time divided by [`SimulatorBuilder::speed`]. Text responses
 //!   (`output_modalities: ["text"]`) stream one word per `response.output_text.delta`.
+//!   A response that only calls functions ends with `response.done` right after the last
+//!   call, or [`SimulatorBuilder::tool_response_done_delay`] later.
 //!   Only one response may be active: another `response.create` fails with
 //!   `conversation_already_has_active_response`. `response.cancel` ends the message as
 //!   `incomplete` and the response as `cancelled` (`client_cancelled`). A numeric
@@ -81,8 +84,14 @@
 //!   message: status `incomplete`, reason `max_output_tokens`.
 //! * **Truncation**: only assistant audio items (`unsupported_content_type`, "Only model output
 //!   audio messages can be truncated"), and not past the audio produced ("Audio content of
-//!   Xms is already shorter than Yms"); the stored transcript keeps the words whose audio
-//!   started before `audio_end_ms`.
+//!   Xms is already shorter than Yms"). As on the real API, the audio is cut at
+//!   `audio_end_ms` and the part's transcript is deleted: `conversation.item.truncated`
+//!   carries none, and the item as retrieved (`conversation.item.retrieved`) or echoed later
+//!   shows `"transcript": ""`, even for words heard before the cut. The simulated model no
+//!   longer sees those words either (they leave the context's token count). A message
+//!   truncated while still streaming keeps streaming until it ends or is cancelled; its
+//!   `response.*` events report what was generated, its `conversation.item.done` the stored
+//!   item, without a transcript.
 //!
 //! # What the simulated assistant says
 //!
@@ -117,11 +126,17 @@
 //! 5. With no items: the greeting; after anything else: "Is there anything else I can help
 //!    you with?"
 
+// Shared by every protocol: the accept loop and handle (here), the connection loop and its
+// `Machine` seam (`connection`), what the model hears (`hearing`), decides (`brain`) and says
+// (`speech`, `voice`), and the events a connection writes (`outgoing`).
 mod brain;
 mod connection;
-mod session_config;
+mod hearing;
+mod outgoing;
 pub mod speech;
-mod state;
+mod voice;
+// One folder per wire protocol.
+mod realtime;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -139,6 +154,7 @@ use crate::Error;
 #[derive(Debug)]
 pub(crate) struct Shared {
     speed: f64,
+    tool_done_delay: Duration,
     record: bool,
     stamp_audio: bool,
     api_key: Option<String>,
@@ -147,6 +163,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Whether client events are kept for [`Simulator::client_events`].
+    fn recording(&self) -> bool {
+        self.record
+    }
+
+    /// Keeps a client event for [`Simulator::client_events`] (when recording).
     fn record(&self, event: Value) {
         if !self.record {
             return;
@@ -262,6 +284,7 @@ impl Drop for Simulator {
 pub struct SimulatorBuilder {
     addr: SocketAddr,
     speed: f64,
+    tool_done_delay: Duration,
     api_key: Option<String>,
     record: bool,
     stamp_audio: bool,
@@ -272,6 +295,7 @@ impl Default for SimulatorBuilder {
         Self {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             speed: 1.0,
+            tool_done_delay: Duration::ZERO,
             api_key: None,
             record: true,
             stamp_audio: false,
@@ -295,6 +319,34 @@ impl SimulatorBuilder {
         } else {
             0.0
         };
+        self
+    }
+
+    /// Delays `response.done` of a response that only made function calls by `delay` after
+    /// the last call's `response.function_call_arguments.done` and `response.output_item.done`
+    /// (default zero: it follows at once). Real servers trail by a few milliseconds, so a client
+    /// must run the tool on the call's events, not wait for `response.done`; this makes such a
+    /// wait show. The delay is wall-clock time, also when [`speed`](Self::speed) is `0.0`.
+    ///
+    /// Until `response.done` the response is still active, as on the real API: another
+    /// `response.create` fails with `conversation_already_has_active_response`, while a
+    /// `function_call_output` item can already be created, and `response.cancel` cancels.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> realtime_agents::Result<()> {
+    /// use std::time::Duration;
+    /// use realtime_agents::simulator::Simulator;
+    /// let sim = Simulator::builder()
+    ///     .speed(0.0)
+    ///     .tool_response_done_delay(Duration::from_millis(50))
+    ///     .start()
+    ///     .await?;
+    /// # drop(sim); Ok(())
+    /// # }
+    /// ```
+    pub fn tool_response_done_delay(mut self, delay: Duration) -> Self {
+        self.tool_done_delay = delay;
         self
     }
 
@@ -345,6 +397,7 @@ impl SimulatorBuilder {
         let addr = listener.local_addr().map_err(bind_error)?;
         let shared = Arc::new(Shared {
             speed: self.speed,
+            tool_done_delay: self.tool_done_delay,
             record: self.record,
             stamp_audio: self.stamp_audio,
             api_key: self.api_key,
@@ -376,8 +429,8 @@ impl SimulatorBuilder {
 /// assert_eq!(sent.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(), 1_700_000_000);
 /// ```
 pub fn audio_stamp(audio: &[u8]) -> Option<std::time::SystemTime> {
-    let head = audio.get(..state::STAMP_LEN)?;
-    if head[8..] != state::STAMP_MAGIC {
+    let head = audio.get(..outgoing::STAMP_LEN)?;
+    if head[8..] != outgoing::STAMP_MAGIC {
         return None;
     }
     let mut micros = [0u8; 8];

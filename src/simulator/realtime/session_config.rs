@@ -1,11 +1,9 @@
-//! The simulated session configuration: GA defaults, `session.update` validation and merge.
+//! The Realtime session configuration: GA defaults, `session.update` validation and merge.
 
 use serde_json::{Map, Value, json};
 
+use super::errors::{Rejection, invalid, missing};
 use crate::audio::AudioFormat;
-
-/// A rejected update: (code, message, param).
-pub(crate) type Rejection = (&'static str, String, Option<String>);
 
 const SESSION_KEYS: &[&str] = &[
     "type",
@@ -101,10 +99,6 @@ fn unknown_keys(obj: &Map<String, Value>, allowed: &[&str], path: &str) -> Resul
     }
 }
 
-fn invalid(param: &str, message: String) -> Rejection {
-    ("invalid_value", message, Some(param.to_string()))
-}
-
 /// Parses a GA audio format object (`audio/pcm` must be 24 kHz).
 pub(crate) fn parse_format(value: &Value) -> Option<AudioFormat> {
     let format: AudioFormat = serde_json::from_value(value.clone()).ok()?;
@@ -153,11 +147,7 @@ pub(crate) fn apply_update(
     voice_locked: bool,
 ) -> Result<Value, Rejection> {
     let Some(update) = update else {
-        return Err((
-            "missing_required_parameter",
-            "Missing required parameter: 'session'.".to_string(),
-            Some("session".to_string()),
-        ));
+        return Err(missing("session"));
     };
     let Some(update) = update.as_object() else {
         return Err(invalid(
@@ -167,11 +157,7 @@ pub(crate) fn apply_update(
     };
     match update.get("type") {
         None | Some(Value::Null) => {
-            return Err((
-                "missing_required_parameter",
-                "Missing required parameter: 'session.type'.".to_string(),
-                Some("session.type".to_string()),
-            ));
+            return Err(missing("session.type"));
         }
         Some(t) if t == "realtime" => {}
         Some(t) => {
