@@ -6,15 +6,17 @@
 //! cargo run --example dispatch -- --url ws://127.0.0.1:8765/v1/realtime   # any compatible server
 //! ```
 //!
-//! Every run gets its own session; runs 2, 6, 10, 14 and 18 are cancelled once they are under
-//! way. Prints one line per run as it ends. Exits non-zero unless 15 runs completed and the 5
-//! cancelled ones report their reason.
+//! Every run gets its own session and a spoken answer; runs 2, 6, 10, 14 and 18 are cancelled
+//! once they are under way. Prints one line per run, in order. Exits non-zero unless 15 runs
+//! completed and the 5 cancelled ones report their reason.
 
 #[path = "support/backend.rs"]
 mod support;
 
 use std::time::Duration;
 
+use realtime_agents::model::SessionSettings;
+use realtime_agents::protocol::Modality;
 use realtime_agents::{Error, RealtimeAgent, RealtimeRunner, RunStatus, SessionOptions};
 
 const RUNS: usize = 20;
@@ -26,12 +28,13 @@ fn cancelled(i: usize) -> bool {
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // The simulator speaks in real time here, so that the cancelled runs are still going.
     let (model, _simulator) = support::backend(1.0).await?;
-    let agent =
-        RealtimeAgent::new("Assistant").instructions("Answer in one short sentence.");
+    let spoken = SessionOptions::new()
+        .settings(SessionSettings::new().output_modalities(vec![Modality::Audio]));
+    let agent = RealtimeAgent::new("Assistant").instructions("Answer in one short sentence.");
     let runner = RealtimeRunner::new(agent).model(model);
 
     let runs: Vec<_> = (0..RUNS)
-        .map(|i| runner.dispatch(format!("This is run number {i}."), SessionOptions::new()))
+        .map(|i| runner.dispatch(format!("This is run number {i}."), spoken.clone()))
         .collect();
     // Let them connect and start answering, then cancel some.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -50,7 +53,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 r.status.as_str(),
                 r.duration.as_millis(),
                 r.text,
-                r.error.as_ref().map(|e| format!("  [{e}]")).unwrap_or_default()
+                r.error
+                    .as_ref()
+                    .map(|e| format!("  [{e}]"))
+                    .unwrap_or_default()
             ),
             Err(e) => println!("run {i:2}: {:9} [{e}]", status.as_str()),
         }

@@ -54,7 +54,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut failed = 0;
     for message in &messages {
-        let result = runner.run_once(message.as_str(), SessionOptions::new()).await?;
+        let result = runner
+            .run_once(message.as_str(), SessionOptions::new())
+            .await?;
         println!(
             "{}",
             json!({

@@ -176,7 +176,11 @@ impl RealtimeRunner {
         let mut config = self.config.clone();
         let one_shot = matches!(how, Launch::OneShot);
         let mut id = None;
-        if let Launch::Resume { id: saved, settings } = how {
+        if let Launch::Resume {
+            id: saved,
+            settings,
+        } = how
+        {
             // The saved session's own settings take the place of the runner's.
             config.settings = settings;
             id = Some(saved);

@@ -110,20 +110,33 @@ async fn a_thousand_background_runs_some_cancelled() {
         assert!(run.is_done(), "run {i}");
         if i % EARLY == 0 {
             assert_eq!(run.status(), RunStatus::Cancelled, "run {i}: {result:?}");
-            assert!(cancelled_with(result, &format!("early {i}")), "run {i}: {result:?}");
+            assert!(
+                cancelled_with(result, &format!("early {i}")),
+                "run {i}: {result:?}"
+            );
             early += 1;
         } else if midway.contains(&i) {
             assert_eq!(run.status(), RunStatus::Cancelled, "run {i}: {result:?}");
             let result_ok = result.as_ref().expect("the turn had begun");
-            assert!(cancelled_with(result, &format!("midway {i}")), "run {i}: {result_ok:?}");
+            assert!(
+                cancelled_with(result, &format!("midway {i}")),
+                "run {i}: {result_ok:?}"
+            );
             let call = &result_ok.turn.tool_calls;
-            assert!(call.iter().any(|c| c.tool == "order_status"), "run {i}: {call:?}");
+            assert!(
+                call.iter().any(|c| c.tool == "order_status"),
+                "run {i}: {call:?}"
+            );
             mid += 1;
         } else {
             assert_eq!(run.status(), RunStatus::Completed, "run {i}: {result:?}");
             let result = result.as_ref().expect("completed");
             // Each run got its own answer: nothing crossed between sessions.
-            assert_eq!(result.text, format!("You said: Run {i} reporting."), "run {i}");
+            assert_eq!(
+                result.text,
+                format!("You said: Run {i} reporting."),
+                "run {i}"
+            );
             assert_eq!(result.status, TurnStatus::Completed);
             assert!(result.usage.total_tokens > 0 && result.cost_usd.is_some_and(|c| c > 0.0));
             assert!(result.error.is_none(), "run {i}: {:?}", result.error);
@@ -139,7 +152,9 @@ async fn a_thousand_background_runs_some_cancelled() {
         assert_eq!(run.status(), status);
         let again = run.clone().wait().await;
         let id = |r: &realtime_agents::Result<OneShotResult>| {
-            r.as_ref().map(|r| r.session_id.clone()).map_err(|e| e.to_string())
+            r.as_ref()
+                .map(|r| r.session_id.clone())
+                .map_err(|e| e.to_string())
         };
         assert_eq!(id(&again), id(result), "run {i}");
     }

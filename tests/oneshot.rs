@@ -19,11 +19,9 @@ struct City {
 }
 
 fn runner(url: String) -> RealtimeRunner {
-    let weather = FunctionTool::new(
-        "get_weather",
-        "Weather in a city.",
-        |a: City| async move { Ok::<_, String>(format!("Sunny in {}", a.city)) },
-    );
+    let weather = FunctionTool::new("get_weather", "Weather in a city.", |a: City| async move {
+        Ok::<_, String>(format!("Sunny in {}", a.city))
+    });
     let model = OpenAIRealtimeWebSocketModel::builder().url(url).build();
     RealtimeRunner::new(RealtimeAgent::new("Assistant").tool(weather)).model(model)
 }
@@ -65,18 +63,27 @@ async fn a_one_shot_answers_in_text_and_closes() {
     assert!(result.duration > Duration::ZERO && result.duration < Duration::from_secs(10));
     assert!(result.session_id.starts_with("sess_ra"));
     assert!(!result.events.iter().any(|e| matches!(e, E::Audio { .. })));
-    assert!(matches!(result.events.first(), Some(E::HistoryAdded { .. } | E::TurnStarted { .. })));
+    assert!(matches!(
+        result.events.first(),
+        Some(E::HistoryAdded { .. } | E::TurnStarted { .. })
+    ));
     assert!(
         result
             .events
             .iter()
             .any(|e| matches!(e, E::TurnEnded { result: turn } if turn.text == result.text))
     );
-    assert!(matches!(result.events.last(), Some(E::Closed { error: None })));
+    assert!(matches!(
+        result.events.last(),
+        Some(E::Closed { error: None })
+    ));
     // The model was asked for text, and the session is gone.
     let updates = session_updates(&sim);
     assert_eq!(updates.len(), 1);
-    assert_eq!(updates[0]["session"]["output_modalities"], serde_json::json!(["text"]));
+    assert_eq!(
+        updates[0]["session"]["output_modalities"],
+        serde_json::json!(["text"])
+    );
     assert_eq!(sim.connections(), 1);
 }
 
@@ -131,12 +138,19 @@ async fn a_one_shot_fails_with_the_reason_it_could_not_run() {
         .run_once(
             "Tell me a long story.",
             SessionOptions::new()
-                .max_duration(Duration::from_millis(500))
+                .max_duration(Duration::from_secs(2))
                 .settings(SessionSettings::new().output_modalities(vec![Modality::Audio])),
         )
         .await
         .unwrap();
     assert_eq!(result.status, TurnStatus::Cancelled);
-    assert!(matches!(result.error, Some(Error::Timeout(_))), "{:?}", result.error);
-    assert!(!result.text.is_empty() && result.text.len() < 200, "{}", result.text);
+    assert!(
+        matches!(result.error, Some(Error::Timeout(_))),
+        "{:?}",
+        result.error
+    );
+    assert!(
+        !result.text.is_empty() && result.text.len() < 300,
+        "{result:#?}"
+    );
 }

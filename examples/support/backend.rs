@@ -18,7 +18,10 @@ pub async fn backend(
     Ok(match (url, has_key) {
         (Some(url), _) => {
             eprintln!("Using the server at {url}");
-            (OpenAIRealtimeWebSocketModel::builder().url(url).build(), None)
+            (
+                OpenAIRealtimeWebSocketModel::builder().url(url).build(),
+                None,
+            )
         }
         (None, true) => {
             eprintln!("Using the OpenAI Realtime API (OPENAI_API_KEY is set)");
@@ -26,8 +29,13 @@ pub async fn backend(
         }
         (None, false) => {
             let sim = Simulator::builder().speed(simulator_speed).start().await?;
-            eprintln!("No OPENAI_API_KEY: using the built-in simulator at {}", sim.url());
-            let model = OpenAIRealtimeWebSocketModel::builder().url(sim.url()).build();
+            eprintln!(
+                "No OPENAI_API_KEY: using the built-in simulator at {}",
+                sim.url()
+            );
+            let model = OpenAIRealtimeWebSocketModel::builder()
+                .url(sim.url())
+                .build();
             (model, Some(sim))
         }
     })

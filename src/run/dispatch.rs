@@ -7,8 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::model::UserMessage;
 use crate::{
-    Error, OneShotResult, RealtimeRunner, RealtimeSessionHandle, Result, SessionOptions,
-    TurnStatus,
+    Error, OneShotResult, RealtimeRunner, RealtimeSessionHandle, Result, SessionOptions, TurnStatus,
 };
 
 /// Where a background run is ([`RunHandle::status`]).
