@@ -128,7 +128,7 @@ impl RealtimeRunner {
         options.history = Some(snapshot.history);
         let saved = Launch::Resume {
             id: snapshot.session_id,
-            settings: snapshot.settings,
+            settings: Box::new(snapshot.settings),
         };
         self.launch(agent, options, saved).await
     }
@@ -182,7 +182,7 @@ impl RealtimeRunner {
         } = how
         {
             // The saved session's own settings take the place of the runner's.
-            config.settings = settings;
+            config.settings = *settings;
             id = Some(saved);
         }
         let (mut config, context, token) = options.apply(config);
@@ -272,7 +272,7 @@ pub(crate) enum Launch {
     /// A saved session going on: its id and settings.
     Resume {
         id: String,
-        settings: crate::model::SessionSettings,
+        settings: Box<crate::model::SessionSettings>,
     },
     /// A one-shot run's: text answers unless the settings ask for audio.
     OneShot,
