@@ -1,5 +1,7 @@
 //! One-shot runs against the built-in simulator: connect, one turn, close.
 
+mod support;
+
 use std::time::Duration;
 
 use realtime_agents::model::{OpenAIRealtimeWebSocketModel, SessionSettings};
@@ -12,6 +14,7 @@ use realtime_agents::{
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
+use support::recording_simulator;
 
 #[derive(Deserialize, JsonSchema)]
 struct City {
@@ -26,15 +29,6 @@ fn runner(url: String) -> RealtimeRunner {
     RealtimeRunner::new(RealtimeAgent::new("Assistant").tool(weather)).model(model)
 }
 
-async fn sim() -> Simulator {
-    Simulator::builder()
-        .speed(0.0)
-        .record_client_events(true)
-        .start()
-        .await
-        .expect("simulator starts")
-}
-
 fn session_updates(sim: &Simulator) -> Vec<Value> {
     sim.client_events()
         .into_iter()
@@ -44,7 +38,7 @@ fn session_updates(sim: &Simulator) -> Vec<Value> {
 
 #[tokio::test]
 async fn a_one_shot_answers_in_text_and_closes() {
-    let sim = sim().await;
+    let sim = recording_simulator().await;
     let result = runner(sim.url())
         .run_once("Hello!", SessionOptions::new())
         .await
@@ -89,7 +83,7 @@ async fn a_one_shot_answers_in_text_and_closes() {
 
 #[tokio::test]
 async fn audio_when_asked_and_tools_in_the_turn() {
-    let sim = sim().await;
+    let sim = recording_simulator().await;
     let spoken = SessionOptions::new()
         .settings(SessionSettings::new().output_modalities(vec![Modality::Audio]));
     let result = runner(sim.url())
@@ -123,7 +117,7 @@ async fn a_one_shot_fails_with_the_reason_it_could_not_run() {
     assert!(matches!(error, Some(Error::Connect { .. })), "{error:?}");
 
     // Cancelled before it began.
-    let sim = sim().await;
+    let sim = recording_simulator().await;
     let token = CancellationToken::new();
     token.cancel();
     let error = runner(sim.url())

@@ -12,7 +12,7 @@ use realtime_agents::{
     RealtimeSessionEvent as E, SessionOptions, SessionSnapshot,
 };
 use serde_json::Value;
-use support::{assistant_text, client_events, until};
+use support::{assistant_text, client_events, recording_simulator, until};
 
 fn agents() -> RealtimeAgent {
     let refunds = RealtimeAgent::new("Refunds").instructions("Always answer: Refunds here.");
@@ -34,15 +34,6 @@ fn runner(sim: &Simulator) -> RealtimeRunner {
         .config(RealtimeRunConfig::new().settings(SessionSettings::new().voice("marin").speed(1.1)))
 }
 
-async fn sim() -> Simulator {
-    Simulator::builder()
-        .speed(0.0)
-        .record_client_events(true)
-        .start()
-        .await
-        .expect("simulator starts")
-}
-
 async fn answer(session: &mut RealtimeSession, text: &str) -> String {
     session.send_message(text).await.expect("sends");
     let events = until(session, |e| matches!(e, E::AgentEnd { .. })).await;
@@ -52,7 +43,7 @@ async fn answer(session: &mut RealtimeSession, text: &str) -> String {
 #[tokio::test]
 async fn a_saved_session_resumes_with_its_agent_and_conversation() {
     // The first session: a handoff to Billing, then a question Billing answers.
-    let first_sim = sim().await;
+    let first_sim = recording_simulator().await;
     let mut first = runner(&first_sim)
         .start(SessionOptions::new())
         .await
@@ -91,7 +82,7 @@ async fn a_saved_session_resumes_with_its_agent_and_conversation() {
     // Later, elsewhere: the JSON is all there is.
     let saved: SessionSnapshot = serde_json::from_str(&json).unwrap();
     assert_eq!(saved, snapshot);
-    let sim = sim().await;
+    let sim = recording_simulator().await;
     let mut resumed = runner(&sim)
         .resume(saved.clone(), SessionOptions::new())
         .await
@@ -187,7 +178,7 @@ async fn a_saved_session_resumes_with_its_agent_and_conversation() {
 
 #[tokio::test]
 async fn agents_are_found_through_the_handoff_graph() {
-    let sim = sim().await;
+    let sim = recording_simulator().await;
     let runner = runner(&sim);
     // Two handoffs deep, behind a lazy one.
     let snapshot = SessionSnapshot::new("sess_saved", "Refunds", Vec::new());
@@ -226,7 +217,7 @@ async fn agents_are_found_through_the_handoff_graph() {
 
 #[tokio::test]
 async fn options_apply_over_the_snapshot() {
-    let sim = sim().await;
+    let sim = recording_simulator().await;
     let runner = runner(&sim);
     let snapshot = SessionSnapshot::new("sess_saved", "Triage", Vec::new())
         .with_settings(SessionSettings::new().voice("cedar"));

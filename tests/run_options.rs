@@ -21,7 +21,7 @@ use realtime_agents::{
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
-use support::{assistant_text, client_events, until, until_end};
+use support::{assistant_text, client_events, recording_simulator, until, until_end};
 
 /// The state one session's tools see.
 struct Caller(&'static str);
@@ -48,15 +48,6 @@ fn runner(sim: &Simulator, config: RealtimeRunConfig) -> RealtimeRunner {
         .config(config)
 }
 
-async fn sim() -> Simulator {
-    Simulator::builder()
-        .speed(0.0)
-        .record_client_events(true)
-        .start()
-        .await
-        .expect("simulator starts")
-}
-
 /// Sends `text` and returns what the assistant answered.
 async fn ask(session: &mut RealtimeSession, text: &str) -> String {
     session.send_message(text).await.expect("sends");
@@ -74,7 +65,7 @@ async fn closing_error(session: &mut RealtimeSession) -> Option<Error> {
 
 #[tokio::test]
 async fn each_session_gets_its_own_context() {
-    let sim = sim().await;
+    let sim = recording_simulator().await;
     let runner = runner(&sim, RealtimeRunConfig::new());
     let mut alice = runner
         .start(SessionOptions::new().context(Caller("alice")))
@@ -107,7 +98,7 @@ async fn each_session_gets_its_own_context() {
 
 #[tokio::test]
 async fn time_limits_are_per_session() {
-    let sim = sim().await;
+    let sim = recording_simulator().await;
     // The runner's limit is long; one session's is short.
     let runner = runner(
         &sim,
@@ -135,7 +126,7 @@ async fn time_limits_are_per_session() {
 
 #[tokio::test]
 async fn tokens_are_per_session_and_the_runners_still_reaches_all() {
-    let sim = sim().await;
+    let sim = recording_simulator().await;
     let shutdown = CancellationToken::new();
     let runner = runner(
         &sim,
@@ -196,7 +187,7 @@ impl PlaybackTracker for Counting {
 
 #[tokio::test]
 async fn trackers_are_per_session() {
-    let sim = sim().await;
+    let sim = recording_simulator().await;
     let runner_tracker = Arc::new(Counting::default());
     let runner = runner(
         &sim,
@@ -251,7 +242,7 @@ async fn created_texts(sim: &Simulator, n: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn histories_are_per_session() {
-    let sim = sim().await;
+    let sim = recording_simulator().await;
     let runner = runner(
         &sim,
         RealtimeRunConfig::new().history(vec![RealtimeItem::text(Role::User, "Runner note.")]),
@@ -312,7 +303,7 @@ async fn histories_are_per_session() {
 
 #[tokio::test]
 async fn settings_merge_over_the_runners_and_capacity_is_per_session() {
-    let sim = sim().await;
+    let sim = recording_simulator().await;
     let runner = runner(
         &sim,
         RealtimeRunConfig::new()
@@ -371,7 +362,7 @@ async fn settings_merge_over_the_runners_and_capacity_is_per_session() {
 
 #[tokio::test]
 async fn usage_and_cost_of_a_session() {
-    let sim = sim().await;
+    let sim = recording_simulator().await;
     let mut session = runner(&sim, RealtimeRunConfig::new())
         .start(SessionOptions::new())
         .await
@@ -406,7 +397,7 @@ async fn usage_and_cost_of_a_session() {
 
 #[tokio::test]
 async fn a_dollar_budget_needs_a_price() {
-    let sim = sim().await;
+    let sim = recording_simulator().await;
     let unknown = || {
         OpenAIRealtimeWebSocketModel::builder()
             .url(sim.url())
@@ -441,7 +432,7 @@ async fn a_dollar_budget_needs_a_price() {
 #[tokio::test]
 #[ignore = "needs the session task to call RealtimeRunConfig::budget_exceeded after each response"]
 async fn a_session_over_its_budget_ends() {
-    let sim = sim().await;
+    let sim = recording_simulator().await;
     let runner = runner(&sim, RealtimeRunConfig::new());
     let mut small = runner
         .start(SessionOptions::new().budget(Budget::tokens(1)))

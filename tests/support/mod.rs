@@ -334,6 +334,16 @@ pub fn assistant_text(events: &[RealtimeSessionEvent]) -> String {
         .collect()
 }
 
+/// A simulator that answers at once (speed 0) and records the client events.
+pub async fn recording_simulator() -> realtime_agents::simulator::Simulator {
+    realtime_agents::simulator::Simulator::builder()
+        .speed(0.0)
+        .record_client_events(true)
+        .start()
+        .await
+        .expect("simulator starts")
+}
+
 /// The client events `sim` received, once `ready` says they are all there (they arrive a
 /// little after the session sent them); panics after 5 s.
 pub async fn client_events(
