@@ -4,20 +4,25 @@
 //! cargo run --example quickstart                 # in-process simulator (no OPENAI_API_KEY set)
 //! OPENAI_API_KEY=sk-... cargo run --example quickstart   # the real OpenAI Realtime API
 //! cargo run --example quickstart -- --url ws://127.0.0.1:8765/v1/realtime   # any compatible server
+//! cargo run --example quickstart -- --tool-done-delay-ms 30   # simulator: late response.done
 //! ```
 //!
 //! The agent has a `get_weather(city)` tool. The example says "Hello!", asks for the weather in
 //! Paris, asks for a long story and interrupts it after about a second of audio. It prints what
 //! happens and writes the assistant's audio to `quickstart.wav`. It exits non-zero on any failure.
+//!
+//! Each question is one `run_turn`: it returns when the assistant has nothing left to do for the
+//! turn (tool calls and the answer that follows them included), with the answer's text, what
+//! the user heard of it, tool calls, usage and latencies.
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use realtime_agents::items::Role;
 use realtime_agents::model::OpenAIRealtimeWebSocketModel;
 use realtime_agents::simulator::Simulator;
 use realtime_agents::{
     FunctionTool, RealtimeAgent, RealtimeRunner, RealtimeSession, RealtimeSessionEvent as E,
+    TurnResult, TurnStatus,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -30,96 +35,81 @@ struct WeatherArgs {
 
 type Failure = Box<dyn std::error::Error>;
 
-/// What one turn produced.
-#[derive(Default)]
-struct Turn {
-    audio: Vec<u8>,
-    errors: Vec<String>,
-    tools: usize,
-    interrupted: bool,
-}
-
-/// Prints events until the assistant finishes speaking (after any tool calls, once
-/// `interrupt_after_ms` of audio arrived, it interrupts instead).
+/// Runs one user turn and prints what happens. The turn ends when the assistant has nothing
+/// left to do for it: after tool calls and the answer that follows them. With
+/// `interrupt_after_ms`, it interrupts the answer once that much audio arrived.
 async fn turn(
     session: &mut RealtimeSession,
-    wait_for_tool: bool,
+    message: &str,
     interrupt_after_ms: Option<usize>,
-) -> Result<Turn, Failure> {
-    let mut out = Turn::default();
-    let mut at_line_start = true;
+    audio: &mut Vec<u8>,
+    failures: &mut Vec<String>,
+) -> Result<TurnResult, Failure> {
+    println!("\nYou: {message}");
+    let handle = session.handle();
+    let mut received = 0;
+    // The agent's name is printed with its first words (a response may only call tools).
     let mut speaker: Option<String> = None;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let event = tokio::time::timeout_at(deadline, session.next())
-            .await
-            .map_err(|_| "timed out waiting for the assistant")?;
-        let Some(event) = event else {
-            return Err("the session ended unexpectedly".into());
-        };
-        match event {
-            E::AgentStart { agent, .. } => speaker = Some(agent),
-            E::TranscriptDelta {
-                role: Role::Assistant,
-                delta,
-                ..
-            } => {
-                if let Some(agent) = speaker.take() {
-                    print!("  {agent}: ");
-                    at_line_start = false;
-                }
-                print!("{delta}");
+    let mut speaking = false;
+    let result = session.run_turn_with(message, |event| match event {
+        E::AgentStart { agent, .. } => speaker = Some(agent.clone()),
+        E::TranscriptDelta {
+            role: Role::Assistant,
+            delta,
+            ..
+        } => {
+            if let Some(agent) = speaker.take() {
+                print!("  {agent}: ");
+                speaking = true;
             }
-            E::UserTranscript { transcript, .. } => println!("  (you said: {transcript})"),
-            E::Audio { data, .. } => {
-                out.audio.extend_from_slice(&data);
-                // PCM16 at 24 kHz: 48 bytes per millisecond.
-                if interrupt_after_ms
-                    .is_some_and(|ms| !out.interrupted && out.audio.len() >= ms * 48)
-                {
-                    out.interrupted = true;
-                    println!(" [interrupting]");
-                    at_line_start = true;
-                    session.interrupt().await?;
-                }
-            }
-            E::ToolStart {
-                tool, arguments, ..
-            } => println!("  -> calling {tool}({arguments})"),
-            E::ToolEnd { tool, output, .. } => {
-                println!("  <- {tool} returned {output:?}");
-                out.tools += 1;
-            }
-            E::AudioInterrupted { played_ms, .. } => {
-                println!("  [audio interrupted after {played_ms} ms heard]")
-            }
-            E::Usage { response, total } => {
-                if !at_line_start {
-                    println!();
-                }
-                println!(
-                    "  [usage: {} tokens this response, {} total]",
-                    response.total_tokens, total.total_tokens
-                );
-                at_line_start = true;
-            }
-            E::Error { error } => {
-                println!("\n  [error: {error}]");
-                out.errors.push(error.to_string());
-            }
-            E::Closed { error } => return Err(format!("the session closed: {error:?}").into()),
-            E::AgentEnd { .. } => {
-                if !at_line_start {
-                    println!();
-                    at_line_start = true;
-                }
-                if !wait_for_tool || out.tools > 0 {
-                    return Ok(out);
-                }
-            }
-            _ => {}
+            print!("{delta}");
         }
-    }
+        E::AgentEnd { .. } if speaking => {
+            println!();
+            speaking = false;
+        }
+        E::Audio { data, .. } => {
+            audio.extend_from_slice(data);
+            received += data.len();
+            // PCM16 at 24 kHz: 48 bytes per millisecond.
+            if interrupt_after_ms
+                .is_some_and(|ms| received >= ms * 48 && received - data.len() < ms * 48)
+            {
+                print!(" [interrupting]");
+                let handle = handle.clone();
+                tokio::spawn(async move { handle.interrupt().await });
+            }
+        }
+        E::ToolStart {
+            tool, arguments, ..
+        } => println!("  -> calling {tool}({arguments})"),
+        E::ToolEnd { tool, output, .. } => println!("  <- {tool} returned {output:?}"),
+        E::AudioInterrupted { played_ms, .. } => {
+            println!("  [audio interrupted after {played_ms} ms heard]")
+        }
+        E::Error { error } => {
+            println!("\n  [error: {error}]");
+            failures.push(error.to_string());
+        }
+        _ => {}
+    });
+    let result = tokio::time::timeout(Duration::from_secs(90), result)
+        .await
+        .map_err(|_| "timed out waiting for the assistant")??;
+    let latency = result
+        .timings
+        .first_audio
+        .or(result.timings.first_transcript)
+        .map_or_else(|| "-".to_owned(), |d| format!("{} ms", d.as_millis()));
+    println!(
+        "  [turn {}: {}, {} tokens, first output after {latency}, {} of {} ms of audio heard]",
+        result.turn_id,
+        result.status.as_str(),
+        result.usage.total_tokens,
+        result.timings.audio_heard_ms,
+        result.timings.audio_generated_ms,
+    );
+    Ok(result)
 }
 
 async fn run() -> Result<(), Failure> {
@@ -143,7 +133,18 @@ async fn run() -> Result<(), Failure> {
             OpenAIRealtimeWebSocketModel::new()
         }
         (None, false) => {
-            let sim = Simulator::start().await?;
+            // `--tool-done-delay-ms N`: the simulator sends a tool-calling response's
+            // `response.done` N ms after the call, as real servers sometimes do.
+            let delay = args
+                .iter()
+                .position(|a| a == "--tool-done-delay-ms")
+                .and_then(|i| args.get(i + 1))
+                .and_then(|ms| ms.parse().ok())
+                .map_or(Duration::ZERO, Duration::from_millis);
+            let sim = Simulator::builder()
+                .tool_response_done_delay(delay)
+                .start()
+                .await?;
             println!(
                 "No OPENAI_API_KEY: using the built-in simulator at {}",
                 sim.url()
@@ -169,30 +170,46 @@ async fn run() -> Result<(), Failure> {
     let mut session = RealtimeRunner::new(agent).model(model).run(()).await?;
 
     let mut audio = Vec::new();
-    let mut errors = Vec::new();
-    let mut collect = |t: Turn| {
-        audio.extend_from_slice(&t.audio);
-        errors.extend(t.errors.iter().cloned());
-        t
-    };
+    let mut failures = Vec::new();
 
-    println!("\nYou: Hello!");
-    session.send_message("Hello!").await?;
-    collect(turn(&mut session, false, None).await?);
-
-    println!("\nYou: What's the weather in Paris?");
-    session.send_message("What's the weather in Paris?").await?;
-    let t = collect(turn(&mut session, true, None).await?);
-    if t.tools == 0 {
-        return Err("the weather tool was not called".into());
+    let hello = turn(&mut session, "Hello!", None, &mut audio, &mut failures).await?;
+    if !hello.status.is_completed() {
+        failures.push(format!("the greeting ended as {}", hello.status.as_str()));
     }
 
-    println!("\nYou: Tell me a long story.");
-    session.send_message("Tell me a long story.").await?;
-    let t = collect(turn(&mut session, false, Some(1000)).await?);
-    if !t.interrupted {
-        return Err("the story ended before a second of audio: nothing to interrupt".into());
+    let weather = turn(
+        &mut session,
+        "What's the weather in Paris?",
+        None,
+        &mut audio,
+        &mut failures,
+    )
+    .await?;
+    if weather.tool_calls.iter().all(|c| c.tool != "get_weather") {
+        failures.push("the weather tool was not called".to_owned());
     }
+    if !weather.text.contains("22") {
+        failures.push(format!(
+            "the answer does not give the weather: {:?}",
+            weather.text
+        ));
+    }
+
+    let story = turn(
+        &mut session,
+        "Tell me a long story.",
+        Some(1000),
+        &mut audio,
+        &mut failures,
+    )
+    .await?;
+    if story.status != TurnStatus::Cancelled && story.status != TurnStatus::Interrupted {
+        failures.push(format!(
+            "the story was not interrupted (it ended as {})",
+            story.status.as_str()
+        ));
+    }
+    println!("  [heard of the story: {:?}]", story.heard_text);
 
     session.close().await;
     drop(simulator);
@@ -214,8 +231,8 @@ async fn run() -> Result<(), Failure> {
         audio.len() as f64 / 48_000.0
     );
 
-    if !errors.is_empty() {
-        return Err(format!("{} error event(s): {errors:?}", errors.len()).into());
+    if !failures.is_empty() {
+        return Err(failures.join("; ").into());
     }
     Ok(())
 }

@@ -20,9 +20,10 @@ use crate::session::turn::{TurnCause, TurnResult};
 pub enum ResponseEnd {
     /// The model finished it.
     Completed,
-    /// Cancelled by the application (`interrupt`), a guardrail, or the server.
+    /// Cancelled by a guardrail or the server.
     Cancelled,
-    /// The user spoke over it (barge-in) and it was cut off.
+    /// Cut off by the user: speech over it (barge-in) or
+    /// [`interrupt`](crate::RealtimeSessionHandle::interrupt).
     Interrupted,
     /// Stopped early by the model (token limit, content filter).
     Incomplete,

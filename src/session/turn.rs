@@ -76,9 +76,9 @@ pub enum TurnCause {
 pub enum TurnStatus {
     /// The assistant answered in full.
     Completed,
-    /// The user spoke over the answer (barge-in).
+    /// The user cut the answer off: speech over it (barge-in) or `interrupt`.
     Interrupted,
-    /// The answer was cancelled: by `interrupt`, a guardrail, `close()`, a cancellation or the
+    /// The answer was cancelled: by a guardrail, the server, `close()`, a cancellation or the
     /// time limit.
     Cancelled,
     /// The answer failed on the server, or the connection was lost for good.
