@@ -166,5 +166,8 @@ async fn a_thousand_background_runs_some_cancelled() {
         .filter_map(|r| r.as_ref().ok())
         .map(|r| r.session_id.clone())
         .collect();
-    assert_eq!(ids.len(), completed + mid, "session ids are unique");
+    // Every run that had a session (an early cancel may land once it is up) had its own.
+    let sessions = results.iter().filter(|r| r.is_ok()).count();
+    assert!(sessions >= completed + mid);
+    assert_eq!(ids.len(), sessions, "session ids are unique");
 }

@@ -126,14 +126,19 @@ async fn a_one_shot_fails_with_the_reason_it_could_not_run() {
         .err();
     assert!(matches!(error, Some(Error::Cancelled { .. })), "{error:?}");
 
-    // Out of time in the middle of the turn: the turn says so.
-    let slow = Simulator::builder().speed(1.0).start().await.unwrap();
-    let result = runner(slow.url())
+    // Out of time in the middle of the turn (a tool that never answers): the turn says so.
+    let stuck = FunctionTool::new("order_status", "The status of an order.", |_: City| async {
+        std::future::pending::<()>().await;
+        Ok::<_, String>("never")
+    });
+    let model = OpenAIRealtimeWebSocketModel::builder()
+        .url(sim.url())
+        .build();
+    let result = RealtimeRunner::new(RealtimeAgent::new("Assistant").tool(stuck))
+        .model(model)
         .run_once(
-            "Tell me a long story.",
-            SessionOptions::new()
-                .max_duration(Duration::from_secs(2))
-                .settings(SessionSettings::new().output_modalities(vec![Modality::Audio])),
+            "What is the status of my order?",
+            SessionOptions::new().max_duration(Duration::from_millis(300)),
         )
         .await
         .unwrap();
@@ -143,8 +148,12 @@ async fn a_one_shot_fails_with_the_reason_it_could_not_run() {
         "{:?}",
         result.error
     );
-    assert!(
-        !result.text.is_empty() && result.text.len() < 300,
-        "{result:#?}"
-    );
+    let calls = &result.turn.tool_calls;
+    assert!(calls.len() == 1 && calls[0].output.is_none(), "{calls:?}");
+    assert!(matches!(
+        result.events.last(),
+        Some(E::Closed {
+            error: Some(Error::Timeout(_))
+        })
+    ));
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use realtime_agents::audio::AudioFormat;
 use realtime_agents::cost::{Budget, ModelPrices, PriceTable};
-use realtime_agents::items::{RealtimeItem, Role};
+use realtime_agents::items::{ItemStatus, RealtimeItem, Role};
 use realtime_agents::model::{OpenAIRealtimeWebSocketModel, SessionSettings};
 use realtime_agents::protocol::Modality;
 use realtime_agents::simulator::Simulator;
@@ -318,25 +318,39 @@ async fn settings_merge_over_the_runners_and_capacity_is_per_session() {
     text.send_message("Tell me a long story.").await.unwrap();
     // (A short answer: synthesising a long story's audio would hold up this one thread.)
     audio.send_message("Hello!").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // Nobody reads either stream. With room for 4096 events, the text session's task handled
-    // the whole answer and still answers commands...
-    let history = tokio::time::timeout(Duration::from_secs(2), text.handle().history())
-        .await
-        .expect("the session task is not blocked")
-        .unwrap();
-    let story = history
-        .iter()
-        .filter_map(|i| i.as_message())
-        .find(|m| m.role == Role::Assistant)
-        .map(|m| m.text());
-    assert!(
-        story.as_ref().is_some_and(|s| s.len() > 500),
-        "{history:#?}"
-    );
-    // ...while the one with the runner's single slot waits for its reader.
-    let blocked = tokio::time::timeout(Duration::from_millis(300), audio.handle().history()).await;
-    assert!(blocked.is_err(), "the session task kept going: {blocked:?}");
+    // Nobody reads either stream. With room for 4096 events, the text session's task goes on
+    // to the end of the answer and still answers commands...
+    let finished = |history: &[RealtimeItem]| {
+        history
+            .iter()
+            .filter_map(|i| i.as_message())
+            .find(|m| m.role == Role::Assistant && m.status == ItemStatus::Completed)
+            .map(|m| m.text())
+    };
+    let story = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let history = text.handle().history().await.unwrap();
+            if let Some(story) = finished(&history) {
+                return story;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the text session's task finished the answer without a reader");
+    assert!(story.len() > 500, "{story}");
+    // ...while the one with the runner's single slot soon waits for its reader, and answers
+    // no command until it reads.
+    let mut blocked = false;
+    for _ in 0..20 {
+        let history = audio.handle();
+        let history = tokio::time::timeout(Duration::from_millis(300), history.history());
+        if history.await.is_err() {
+            blocked = true;
+            break;
+        }
+    }
+    assert!(blocked, "the session task kept going without a reader");
     let events = until(&mut text, |e| matches!(e, E::AgentEnd { .. })).await;
     assert!(!events.iter().any(|e| matches!(e, E::Audio { .. })));
     let events = until(&mut audio, |e| matches!(e, E::AgentEnd { .. })).await;
