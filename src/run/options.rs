@@ -49,7 +49,7 @@ use crate::{PlaybackTracker, RunContext};
 #[derive(Clone, Default)]
 #[must_use]
 pub struct SessionOptions {
-    pub(crate) context: Option<RunContext>,
+    context: Option<RunContext>,
     cancel: Option<CancellationToken>,
     max_duration: Option<Duration>,
     tracker: Option<Arc<dyn PlaybackTracker>>,
