@@ -345,6 +345,32 @@ pub fn assistant_text(events: &[RealtimeSessionEvent]) -> String {
         .collect()
 }
 
+/// A simulator that answers at once (speed 0) and records the client events.
+pub async fn recording_simulator() -> realtime_agents::simulator::Simulator {
+    realtime_agents::simulator::Simulator::builder()
+        .speed(0.0)
+        .record_client_events(true)
+        .start()
+        .await
+        .expect("simulator starts")
+}
+
+/// The client events `sim` received, once `ready` says they are all there (they arrive a
+/// little after the session sent them); panics after 5 s.
+pub async fn client_events(
+    sim: &realtime_agents::simulator::Simulator,
+    ready: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    for _ in 0..500 {
+        let events = sim.client_events();
+        if ready(&events) {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("client events not ready: {:#?}", sim.client_events());
+}
+
 /// Collects the remaining events until the stream ends; panics after 5 s.
 pub async fn until_end(session: &mut RealtimeSession) -> Vec<RealtimeSessionEvent> {
     tokio::time::timeout(Duration::from_secs(5), session.by_ref().collect::<Vec<_>>())
