@@ -404,10 +404,6 @@ impl RealtimeRunConfig {
 
     /// Whether a session's running total `usage` is over its budget, as the error that ends
     /// it (see [`cost::exceeded`]). The session task calls this after each response's usage.
-    #[allow(
-        dead_code,
-        reason = "the session task calls it once the turn contract lands"
-    )]
     pub(crate) fn budget_exceeded(&self, usage: &Usage) -> Option<Error> {
         let budget = self.budget.as_ref()?;
         let model = self.model_name.as_deref().unwrap_or_default();

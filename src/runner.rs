@@ -8,8 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-/// The session task imports the configuration from here; it lives in [`crate::config`].
-pub(crate) use crate::config::RealtimeRunConfig;
+use crate::config::RealtimeRunConfig;
 use crate::cost;
 use crate::model::{OpenAIRealtimeWebSocketModel, RealtimeModel};
 use crate::protocol::Modality;

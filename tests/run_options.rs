@@ -444,7 +444,6 @@ async fn a_dollar_budget_needs_a_price() {
 }
 
 #[tokio::test]
-#[ignore = "needs the session task to call RealtimeRunConfig::budget_exceeded after each response"]
 async fn a_session_over_its_budget_ends() {
     let sim = recording_simulator().await;
     let runner = runner(&sim, RealtimeRunConfig::new());

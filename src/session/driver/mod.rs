@@ -34,7 +34,7 @@ use crate::model::{
     AudioCut, Capabilities, ModelCommand, ModelEvent, RealtimeConnection, RealtimeModel,
     ResponseStatus, SessionSettings, Usage,
 };
-use crate::runner::RealtimeRunConfig;
+use crate::config::RealtimeRunConfig;
 use crate::wake::Wakes;
 use crate::{Error, RealtimeAgent, Result, RunContext};
 
@@ -914,6 +914,10 @@ impl Driver {
                         "response `{response_id}` ended, but it never started (no ResponseStarted)"
                     ));
                     self.emit(E::Error { error }).await;
+                }
+                if let Some(error) = self.shared.config.budget_exceeded(&self.usage) {
+                    // Over budget: no further response is asked for; the session ends.
+                    return self.close(Some(error), true).await;
                 }
                 self.batches
                     .entry(response_id.clone())
