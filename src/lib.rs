@@ -6,6 +6,9 @@
 mod agent;
 pub mod audio;
 mod error;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod gateway;
 pub mod guardrail;
 mod handoff;
 pub mod hooks;
