@@ -1,0 +1,1 @@
+//! Chromium through the DevTools protocol (written below).
