@@ -195,3 +195,40 @@ pub async fn http(method: &str, url: &str, form: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// A part of a fake-microphone recording.
+pub enum Part {
+    Silence(u32),
+    Say(&'static str),
+}
+
+/// Writes test speech and silences as a 48 kHz mono 16-bit WAV (Chromium's fake microphone
+/// converts it to the device rate) into a fresh temporary file.
+pub fn speech_wav(name: &str, parts: &[Part]) -> std::path::PathBuf {
+    const RATE: u32 = 48_000;
+    let mut pcm24 = Vec::new();
+    for part in parts {
+        match part {
+            Part::Silence(ms) => pcm24.extend(std::iter::repeat_n(0i16, (*ms * 24) as usize)),
+            Part::Say(text) => pcm24.extend(speech::encode_text(text)),
+        }
+    }
+    let input: Vec<f32> = pcm24.iter().map(|&s| f32::from(s) / 32768.0).collect();
+    let mut resampler = StreamResampler::new(speech::SAMPLE_RATE, RATE).unwrap();
+    let mut out = Vec::new();
+    resampler.push(&input, &mut out);
+    resampler.flush(&mut out);
+    let path = std::env::temp_dir().join(format!("gateway-{name}-{}.wav", std::process::id()));
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: RATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut wav = hound::WavWriter::create(&path, spec).unwrap();
+    for s in out {
+        wav.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16).unwrap();
+    }
+    wav.finalize().unwrap();
+    path
+}
