@@ -62,6 +62,11 @@ pub fn install_prometheus() -> Result<PrometheusHandle, BuildError> {
         .install_recorder()
 }
 
+/// Makes the gauge of `transport` exist (at 0) before its first call, for dashboards.
+pub(crate) fn register(transport: Transport) {
+    gauge!(ACTIVE, "transport" => transport.as_str()).increment(0.0);
+}
+
 pub(crate) fn session_opened(transport: Transport) {
     gauge!(ACTIVE, "transport" => transport.as_str()).increment(1.0);
 }

@@ -23,20 +23,16 @@
 //!
 //! ```no_run
 //! use realtime_agents::RealtimeAgent;
-//! use realtime_agents::gateway::Gateway;
+//! use realtime_agents::gateway::{Gateway, shutdown_signal};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let gateway = Gateway::builder(RealtimeAgent::new("Assistant").instructions("Be brief."))
 //!     .max_sessions(200)
 //!     .build()?;
 //! let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
-//! let drain = gateway.clone();
-//! axum::serve(listener, gateway.router())
-//!     .with_graceful_shutdown(async move {
-//!         let _ = tokio::signal::ctrl_c().await; // SIGTERM in production
-//!         drain.drain().await; // readiness fails now; live calls finish or close at the deadline
-//!     })
-//!     .await?;
+//! // On SIGTERM: readiness fails at once, new calls get 503, live calls finish (or are
+//! // closed at the drain deadline), then `serve` returns.
+//! gateway.serve(listener, shutdown_signal()).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -285,6 +281,43 @@ impl Gateway {
         first
     }
 
+    /// Serves [`router`](Self::router) on `listener` until `shutdown` completes, then
+    /// [drains](Self::drain) and returns once every call has ended. While draining, the
+    /// listener still answers: readiness says 503 and new calls get 503 `draining`, instead
+    /// of connections being refused before the load balancer has noticed.
+    ///
+    /// `shutdown` is [`shutdown_signal`] in a server; tests pass any future (a oneshot).
+    ///
+    /// ```no_run
+    /// # async fn demo(gateway: realtime_agents::gateway::Gateway) -> std::io::Result<()> {
+    /// use realtime_agents::gateway::shutdown_signal;
+    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+    /// let report = gateway.serve(listener, shutdown_signal()).await?;
+    /// println!("drained: {report:?}");
+    /// # Ok(()) }
+    /// ```
+    pub async fn serve<F>(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: F,
+    ) -> std::io::Result<DrainReport>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (report_tx, report_rx) = tokio::sync::oneshot::channel();
+        let gateway = self.clone();
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = report_tx.send(gateway.drain().await);
+            })
+            .await?;
+        Ok(report_rx.await.unwrap_or(DrainReport {
+            live_at_start: 0,
+            closed_at_deadline: 0,
+        }))
+    }
+
     /// Drains: [`start_drain`](Self::start_drain), then waits for live calls to finish, up to
     /// the [drain timeout](GatewayBuilder::drain_timeout); calls still live then are closed
     /// cleanly (browser pages get `closed` and close code 1001; carrier streams are closed, so
@@ -312,6 +345,39 @@ impl Gateway {
             live_at_start,
             closed_at_deadline,
         }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C): the drain trigger of a server (see
+/// [`Gateway::serve`]). On other platforms than Unix, on Ctrl-C only.
+///
+/// ```no_run
+/// # async fn demo() {
+/// realtime_agents::gateway::shutdown_signal().await;
+/// println!("draining");
+/// # }
+/// ```
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM: draining"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "no SIGTERM handler; draining on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Ctrl-C: draining");
     }
 }
 
@@ -562,6 +628,10 @@ impl GatewayBuilder {
         let cores = self.cpu_cores.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
         });
+        metrics::register(Transport::Browser);
+        for (_, make) in &self.carriers {
+            metrics::register(Transport::Carrier(make().name()));
+        }
         let model = self
             .model
             .unwrap_or_else(|| Arc::new(OpenAIRealtimeWebSocketModel::new()));

@@ -84,6 +84,7 @@ pub(crate) struct State {
 impl State {
     pub(crate) fn new(max_sessions: usize, cpu_cores: f64) -> Self {
         metrics::set_max_sessions(max_sessions);
+        metrics::set_draining(false);
         Self {
             max_sessions,
             active: AtomicUsize::new(0),
