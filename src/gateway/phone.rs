@@ -142,10 +142,11 @@ async fn run(
     };
     let outcome = bridge.pump(session, &mut sink, &mut source).await;
     handle.close().await;
-    if outcome == "drained" {
-        close(&mut sink, 1001, "server shutting down").await;
-    } else {
-        close(&mut sink, 1000, "").await;
+    match outcome {
+        "drained" => close(&mut sink, 1001, "server shutting down").await,
+        "protocol_error" => close(&mut sink, 1007, "malformed frame").await,
+        "caller_gone" => {}
+        _ => close(&mut sink, 1000, "").await,
     }
     outcome
 }
