@@ -46,14 +46,16 @@ use realtime_agents::audio::StreamResampler;
 use realtime_agents::audio::g711::G711Law;
 use realtime_agents::gateway::Gateway;
 use realtime_agents::model::OpenAIRealtimeWebSocketModel;
-use realtime_agents::simulator::{Simulator, audio_stamp, speech};
+use realtime_agents::simulator::{audio_stamp, speech};
 use realtime_agents::{FunctionTool, RealtimeAgent, RealtimeRunConfig};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use measure::{Histogram, announce_and_wait, args_or_exit, rss_kib, spawn_server, threads_cpu};
+use measure::{
+    Histogram, args_or_exit, rss_kib, serve_stamping_simulator, spawn_server, threads_cpu,
+};
 
 const USAGE: &str = "usage: gateway_load [--calls N,N,...] [--seconds T] [--warmup W]\n\
      --calls     concurrent calls per step, comma-separated (default 25,50,100,200)\n\
@@ -124,7 +126,7 @@ fn parse_args() -> Result<Mode, String> {
 
 fn main() {
     match args_or_exit(parse_args(), USAGE) {
-        Mode::Serve => serve(),
+        Mode::Serve => serve_stamping_simulator(1),
         Mode::Callers {
             url,
             calls,
@@ -142,29 +144,6 @@ fn main() {
             }
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The simulator child
-
-fn serve() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("sim")
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let sim = Simulator::builder()
-            .stamp_audio(true)
-            .record_client_events(false)
-            .start()
-            .await
-            .expect("simulator");
-        let url = sim.url();
-        let _ = tokio::task::spawn_blocking(move || announce_and_wait(&url)).await;
-        sim.shutdown().await;
-    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -192,7 +171,11 @@ fn measure(steps: &[usize], seconds: f64, warmup: f64) -> Result<(), String> {
             |args: WeatherArgs| async move { Ok::<_, String>(format!("Sunny in {}", args.city)) },
         );
         let gateway = Gateway::builder(RealtimeAgent::new("Assistant").tool(weather))
-            .model(OpenAIRealtimeWebSocketModel::builder().url(&sim_url).build())
+            .model(
+                OpenAIRealtimeWebSocketModel::builder()
+                    .url(&sim_url)
+                    .build(),
+            )
             .run_config(RealtimeRunConfig::new().input_audio_batch(Duration::from_millis(100)))
             .max_sessions(max + 10)
             .build()

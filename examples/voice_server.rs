@@ -68,10 +68,14 @@ fn parse_args() -> Result<Args, String> {
             "--url" => args.url = Some(value()?),
             "--real" => args.real = true,
             "--max-sessions" => {
-                args.max_sessions = value()?.parse().map_err(|e| format!("--max-sessions: {e}"))?
+                args.max_sessions = value()?
+                    .parse()
+                    .map_err(|e| format!("--max-sessions: {e}"))?
             }
             "--drain-seconds" => {
-                args.drain_seconds = value()?.parse().map_err(|e| format!("--drain-seconds: {e}"))?
+                args.drain_seconds = value()?
+                    .parse()
+                    .map_err(|e| format!("--drain-seconds: {e}"))?
             }
             "--allowed-origin" => args.origins.push(value()?),
             "--public-url" => args.public_url = Some(value()?),
@@ -117,9 +121,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             OpenAIRealtimeWebSocketModel::new()
         }
         (None, false) => {
-            let sim = Simulator::builder().record_client_events(false).start().await?;
+            let sim = Simulator::builder()
+                .record_client_events(false)
+                .start()
+                .await?;
             tracing::info!(url = %sim.url(), "using the built-in simulator");
-            let model = OpenAIRealtimeWebSocketModel::builder().url(sim.url()).build();
+            let model = OpenAIRealtimeWebSocketModel::builder()
+                .url(sim.url())
+                .build();
             simulator = Some(sim);
             model
         }

@@ -30,7 +30,8 @@ fn prometheus() -> PrometheusHandle {
 async fn gateway(sim: &Simulator) -> TestGateway {
     captured_logs();
     TestGateway::start(&sim.url(), |b| {
-        b.prometheus(prometheus()).start_timeout(Duration::from_millis(500))
+        b.prometheus(prometheus())
+            .start_timeout(Duration::from_millis(500))
     })
     .await
 }
@@ -42,7 +43,9 @@ async fn assert_ended(gw: &TestGateway, outcome: &str, message: &str) {
         .events()
         .iter()
         .filter_map(|e| match e {
-            GatewayEvent::CallEnded { call_id, outcome, .. } => Some((call_id.clone(), *outcome)),
+            GatewayEvent::CallEnded {
+                call_id, outcome, ..
+            } => Some((call_id.clone(), *outcome)),
             _ => None,
         })
         .collect();
@@ -51,9 +54,13 @@ async fn assert_ended(gw: &TestGateway, outcome: &str, message: &str) {
     assert_eq!(*got, outcome);
     let logs = log_text();
     assert!(
-        logs.lines().any(|l| l.contains(call_id.as_str()) && l.contains(message)),
+        logs.lines()
+            .any(|l| l.contains(call_id.as_str()) && l.contains(message)),
         "no log line of {call_id} says {message:?}:\n{}",
-        logs.lines().filter(|l| l.contains(call_id.as_str())).collect::<Vec<_>>().join("\n")
+        logs.lines()
+            .filter(|l| l.contains(call_id.as_str()))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let (status, metrics) = http("GET", &gw.url("/metrics"), "").await;
     assert_eq!(status, 200);
@@ -68,7 +75,9 @@ async fn assert_ended(gw: &TestGateway, outcome: &str, message: &str) {
 async fn twilio_call(gw: &TestGateway) -> TwilioCall {
     let call = TwilioCall::connect(&gw.ws_url("/twilio/stream"), "CA1").await;
     wait_for(Duration::from_secs(5), "the session", || {
-        gw.events().iter().any(|e| matches!(e, GatewayEvent::CallStarted { .. }))
+        gw.events()
+            .iter()
+            .any(|e| matches!(e, GatewayEvent::CallStarted { .. }))
     })
     .await;
     call
@@ -84,7 +93,12 @@ async fn twilio_malformed_json_closes_the_call() {
     let log = call.log.clone();
     call.finished(Duration::from_secs(5)).await;
     assert_eq!(log.lock().unwrap().closed, Some(Some(1007)));
-    assert_ended(&gw, "protocol_error", "closing the call: malformed frame from the carrier").await;
+    assert_ended(
+        &gw,
+        "protocol_error",
+        "closing the call: malformed frame from the carrier",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -95,7 +109,12 @@ async fn twilio_binary_frame_closes_the_call() {
     let call = twilio_call(&gw).await;
     call.raw(Message::binary(vec![0xffu8; 160]));
     call.finished(Duration::from_secs(5)).await;
-    assert_ended(&gw, "protocol_error", "binary frame (Twilio sends JSON text frames only)").await;
+    assert_ended(
+        &gw,
+        "protocol_error",
+        "binary frame (Twilio sends JSON text frames only)",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -121,9 +140,17 @@ async fn twilio_unknown_events_are_logged_and_the_call_goes_on_until_the_caller_
         call.raw(Message::text(r#"{"event":"surprise","streamSid":"MZCA1"}"#));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(gw.gateway.active_sessions(), 1, "an unknown event does not end the call");
+    assert_eq!(
+        gw.gateway.active_sessions(),
+        1,
+        "an unknown event does not end the call"
+    );
     let logs = log_text();
-    assert_eq!(logs.matches("ignoring an unknown carrier event").count(), 1, "logged once per kind");
+    assert_eq!(
+        logs.matches("ignoring an unknown carrier event").count(),
+        1,
+        "logged once per kind"
+    );
     call.vanish();
     assert_ended(&gw, "caller_gone", "caller vanished").await;
 }
@@ -133,8 +160,14 @@ async fn a_stream_without_start_is_closed() {
     let _serial = SERIAL.lock().await;
     let sim = Simulator::start().await.unwrap();
     let gw = gateway(&sim).await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(gw.ws_url("/twilio/stream")).await.unwrap();
-    ws.send(Message::text(r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#)).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(gw.ws_url("/twilio/stream"))
+        .await
+        .unwrap();
+    ws.send(Message::text(
+        r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#,
+    ))
+    .await
+    .unwrap();
     // The gateway gives up after start_timeout (500 ms) and closes.
     let closed = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(Ok(message)) = ws.next().await {
@@ -150,8 +183,12 @@ async fn a_stream_without_start_is_closed() {
     assert_ended(&gw, "protocol_error", "no `start` within").await;
 }
 
-async fn browser(gw: &TestGateway) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(gw.ws_url("/ws")).await.unwrap();
+async fn browser(
+    gw: &TestGateway,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(gw.ws_url("/ws"))
+        .await
+        .unwrap();
     let Some(Ok(Message::Text(ready))) = ws.next().await else {
         panic!("no ready message")
     };
@@ -162,7 +199,9 @@ async fn browser(gw: &TestGateway) -> tokio_tungstenite::WebSocketStream<tokio_t
 }
 
 async fn close_code(
-    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
 ) -> Option<u16> {
     tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(Ok(message)) = ws.next().await {
@@ -184,7 +223,12 @@ async fn browser_malformed_json_closes_the_call() {
     let mut ws = browser(&gw).await;
     ws.send(Message::text("played 100 ms")).await.unwrap();
     assert_eq!(close_code(&mut ws).await, Some(1007));
-    assert_ended(&gw, "protocol_error", "closing the call: malformed message from the page").await;
+    assert_ended(
+        &gw,
+        "protocol_error",
+        "closing the call: malformed message from the page",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -204,11 +248,15 @@ async fn browser_unknown_messages_are_ignored_and_a_vanished_page_ends_the_call(
     let sim = Simulator::start().await.unwrap();
     let gw = gateway(&sim).await;
     let mut ws = browser(&gw).await;
-    ws.send(Message::text(r#"{"type":"telemetry","fps":60}"#)).await.unwrap();
-    // A playback report for an item that never played changes nothing.
-    ws.send(Message::text(r#"{"type":"played","item_id":"nope","content_index":0,"played_ms":999999}"#))
+    ws.send(Message::text(r#"{"type":"telemetry","fps":60}"#))
         .await
         .unwrap();
+    // A playback report for an item that never played changes nothing.
+    ws.send(Message::text(
+        r#"{"type":"played","item_id":"nope","content_index":0,"played_ms":999999}"#,
+    ))
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(gw.gateway.active_sessions(), 1);
     drop(ws); // no close frame: the TCP connection just goes away
@@ -229,7 +277,9 @@ async fn a_session_that_cannot_start_closes_the_call() {
             .prometheus(prometheus())
     })
     .await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(gw.ws_url("/ws")).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(gw.ws_url("/ws"))
+        .await
+        .unwrap();
     let Some(Ok(Message::Text(closed))) = ws.next().await else {
         panic!("no closed message")
     };
@@ -246,9 +296,16 @@ async fn calls_over_the_limit_and_foreign_origins_are_refused() {
     captured_logs();
     let gw = TestGateway::start(&sim.url(), |b| b.max_sessions(1).prometheus(prometheus())).await;
     let mut first = browser(&gw).await;
-    assert_eq!(http("GET", &gw.url("/readyz"), "").await, (503, "full".into()));
-    let error = tokio_tungstenite::connect_async(gw.ws_url("/twilio/stream")).await.unwrap_err();
-    let tungstenite::Error::Http(response) = error else { panic!("{error}") };
+    assert_eq!(
+        http("GET", &gw.url("/readyz"), "").await,
+        (503, "full".into())
+    );
+    let error = tokio_tungstenite::connect_async(gw.ws_url("/twilio/stream"))
+        .await
+        .unwrap_err();
+    let tungstenite::Error::Http(response) = error else {
+        panic!("{error}")
+    };
     assert_eq!(response.status(), 503);
     let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned();
     assert!(body.starts_with("full"), "{body}");
@@ -256,17 +313,25 @@ async fn calls_over_the_limit_and_foreign_origins_are_refused() {
     assert_eq!(load["load"], 1.0, "every slot is taken: {load}");
 
     // Another site's page may not open a socket on the caller's behalf.
-    let mut request = tungstenite::client::IntoClientRequest::into_client_request(gw.ws_url("/ws")).unwrap();
-    request.headers_mut().insert("Origin", "https://evil.example".parse().unwrap());
+    let mut request =
+        tungstenite::client::IntoClientRequest::into_client_request(gw.ws_url("/ws")).unwrap();
+    request
+        .headers_mut()
+        .insert("Origin", "https://evil.example".parse().unwrap());
     let error = tokio_tungstenite::connect_async(request).await.unwrap_err();
-    let tungstenite::Error::Http(response) = error else { panic!("{error}") };
+    let tungstenite::Error::Http(response) = error else {
+        panic!("{error}")
+    };
     assert_eq!(response.status(), 403);
     // The page's own origin may.
     first.close(None).await.unwrap();
     gw.wait_idle(Duration::from_secs(5)).await;
-    let mut request = tungstenite::client::IntoClientRequest::into_client_request(gw.ws_url("/ws")).unwrap();
+    let mut request =
+        tungstenite::client::IntoClientRequest::into_client_request(gw.ws_url("/ws")).unwrap();
     let origin = format!("http://{}", gw.addr);
-    request.headers_mut().insert("Origin", origin.parse().unwrap());
+    request
+        .headers_mut()
+        .insert("Origin", origin.parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     ws.close(None).await.unwrap();
     gw.wait_idle(Duration::from_secs(5)).await;

@@ -19,7 +19,11 @@ async fn the_page_hears_the_caller_shows_the_tool_call_and_plays_the_answer() {
     let gw = TestGateway::start(&sim.url(), |b| b).await;
     let wav = speech_wav(
         "weather",
-        &[Part::Silence(500), Part::Say("What's the weather in Paris?"), Part::Silence(3000)],
+        &[
+            Part::Silence(500),
+            Part::Say("What's the weather in Paris?"),
+            Part::Silence(3000),
+        ],
     );
     let mut page = Browser::launch(&gw.url("/?autostart=1&raw=1"), &wav).await;
 
@@ -34,21 +38,37 @@ async fn the_page_hears_the_caller_shows_the_tool_call_and_plays_the_answer() {
         .await;
     let transcript = state["transcript"].as_array().unwrap();
     assert!(
-        transcript.iter().any(|t| t["role"] == "user" && t["text"] == "What's the weather in Paris?"),
+        transcript
+            .iter()
+            .any(|t| t["role"] == "user" && t["text"] == "What's the weather in Paris?"),
         "{transcript:?}"
     );
     let tool = &state["tools"][0];
     assert_eq!(tool["tool"], "get_weather");
-    assert_eq!(serde_json::from_str::<Value>(tool["arguments"].as_str().unwrap()).unwrap()["city"], "Paris");
+    assert_eq!(
+        serde_json::from_str::<Value>(tool["arguments"].as_str().unwrap()).unwrap()["city"],
+        "Paris"
+    );
     assert_eq!(tool["output"], "Sunny and 22 degrees Celsius in Paris");
-    let answer = transcript.iter().find(|t| t["role"] == "assistant").unwrap();
-    assert!(answer["text"].as_str().unwrap().contains("Sunny and 22 degrees Celsius in Paris"), "{answer}");
+    let answer = transcript
+        .iter()
+        .find(|t| t["role"] == "assistant")
+        .unwrap();
+    assert!(
+        answer["text"]
+            .as_str()
+            .unwrap()
+            .contains("Sunny and 22 degrees Celsius in Paris"),
+        "{answer}"
+    );
     // Audio was played, and the playback worklet reported it to the gateway.
     assert!(state["playedMs"].as_f64().unwrap() > 1500.0, "{state}");
     assert!(!state["reports"].as_array().unwrap().is_empty());
     assert_eq!(state["errors"], serde_json::json!([]));
     // The rendered page shows them too.
-    let text = page.eval("document.getElementById('transcript').innerText").await;
+    let text = page
+        .eval("document.getElementById('transcript').innerText")
+        .await;
     assert!(text.as_str().unwrap().contains("get_weather"), "{text}");
     assert!(page.console_errors.is_empty(), "{:?}", page.console_errors);
 
@@ -87,7 +107,10 @@ async fn barge_in_truncates_where_the_page_said_it_had_played() {
     let item = cut["itemId"].as_str().unwrap();
     let server_ms = cut["serverPlayedMs"].as_u64().unwrap();
     let flushed_ms = cut["flushedMs"].as_u64().unwrap();
-    assert!(server_ms > 1000, "the story played for a while first: {cut}");
+    assert!(
+        server_ms > 1000,
+        "the story played for a while first: {cut}"
+    );
 
     // The session truncated the story exactly where the page last said it had played...
     let truncate = sim
@@ -104,7 +127,10 @@ async fn barge_in_truncates_where_the_page_said_it_had_played() {
         .filter(|r| r["itemId"] == item)
         .map(|r| r["ms"].as_u64().unwrap())
         .collect();
-    assert!(reported.contains(&server_ms), "cut at {server_ms}; reports {reported:?}");
+    assert!(
+        reported.contains(&server_ms),
+        "cut at {server_ms}; reports {reported:?}"
+    );
     // ...which trails what the worklet had played when it flushed by at most a report
     // interval, the output latency and a round trip.
     assert!(

@@ -24,7 +24,11 @@ struct Served {
 
 async fn serve(sim: &Simulator, drain_timeout: Duration) -> Served {
     let gateway = Gateway::builder(agent())
-        .model(OpenAIRealtimeWebSocketModel::builder().url(sim.url()).build())
+        .model(
+            OpenAIRealtimeWebSocketModel::builder()
+                .url(sim.url())
+                .build(),
+        )
         .max_sessions(CALLS + 5)
         .drain_timeout(drain_timeout)
         .build()
@@ -51,9 +55,14 @@ async fn serve(sim: &Simulator, drain_timeout: Duration) -> Served {
 async fn connect_calls(s: &Served) -> Vec<TwilioCall> {
     let mut calls = Vec::new();
     for i in 0..CALLS {
-        calls.push(TwilioCall::connect(&format!("ws://{}/twilio/stream", s.base), &format!("CA{i}")).await);
+        calls.push(
+            TwilioCall::connect(&format!("ws://{}/twilio/stream", s.base), &format!("CA{i}")).await,
+        );
     }
-    wait_for(Duration::from_secs(20), "20 live sessions", || s.gateway.active_sessions() == CALLS).await;
+    wait_for(Duration::from_secs(20), "20 live sessions", || {
+        s.gateway.active_sessions() == CALLS
+    })
+    .await;
     calls
 }
 
@@ -72,18 +81,40 @@ async fn new_call_is_refused(base: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_fails_readiness_at_once_refuses_new_calls_and_lets_live_calls_finish() {
-    let sim = Simulator::builder().speed(4.0).record_client_events(false).start().await.unwrap();
+    let sim = Simulator::builder()
+        .speed(4.0)
+        .record_client_events(false)
+        .start()
+        .await
+        .unwrap();
     let mut s = serve(&sim, Duration::from_secs(60)).await;
-    assert_eq!(http("GET", &format!("http://{}/readyz", s.base), "").await, (200, "ready".into()));
+    assert_eq!(
+        http("GET", &format!("http://{}/readyz", s.base), "").await,
+        (200, "ready".into())
+    );
     let calls = connect_calls(&s).await;
 
     s.sigterm.take().unwrap().send(()).unwrap();
     // Readiness fails at once; liveness does not.
-    wait_for(Duration::from_millis(200), "draining", || s.gateway.is_draining()).await;
-    assert_eq!(http("GET", &format!("http://{}/readyz", s.base), "").await, (503, "draining".into()));
-    assert_eq!(http("GET", &format!("http://{}/healthz", s.base), "").await, (200, "ok".into()));
+    wait_for(Duration::from_millis(200), "draining", || {
+        s.gateway.is_draining()
+    })
+    .await;
+    assert_eq!(
+        http("GET", &format!("http://{}/readyz", s.base), "").await,
+        (503, "draining".into())
+    );
+    assert_eq!(
+        http("GET", &format!("http://{}/healthz", s.base), "").await,
+        (200, "ok".into())
+    );
     new_call_is_refused(&s.base).await;
-    let (status, _) = http("POST", &format!("http://{}/twilio/voice", s.base), "CallSid=CA99").await;
+    let (status, _) = http(
+        "POST",
+        &format!("http://{}/twilio/voice", s.base),
+        "CallSid=CA99",
+    )
+    .await;
     assert_eq!(status, 503, "the webhook sends new calls elsewhere");
 
     // The live calls go on: each caller asks something and hears the answer...
@@ -91,9 +122,11 @@ async fn sigterm_fails_readiness_at_once_refuses_new_calls_and_lets_live_calls_f
         call.say(ulaw_speech("Hello!"));
     }
     for call in &calls {
-        wait_for(Duration::from_secs(30), "an answer during the drain", || {
-            call.with_log(|l| l.media_frames() >= 50)
-        })
+        wait_for(
+            Duration::from_secs(30),
+            "an answer during the drain",
+            || call.with_log(|l| l.media_frames() >= 50),
+        )
         .await;
     }
     assert_eq!(s.gateway.active_sessions(), CALLS);
@@ -114,7 +147,11 @@ async fn sigterm_fails_readiness_at_once_refuses_new_calls_and_lets_live_calls_f
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_still_live_at_the_drain_deadline_are_closed_cleanly() {
-    let sim = Simulator::builder().record_client_events(false).start().await.unwrap();
+    let sim = Simulator::builder()
+        .record_client_events(false)
+        .start()
+        .await
+        .unwrap();
     let mut s = serve(&sim, Duration::from_millis(800)).await;
     let calls = connect_calls(&s).await;
     s.sigterm.take().unwrap().send(()).unwrap();

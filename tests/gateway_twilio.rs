@@ -23,13 +23,27 @@ fn items_created(sim: &Simulator) -> Vec<Value> {
 async fn a_call_is_answered_in_paced_frames_with_tools_dtmf_and_a_clean_stop() {
     // The model streams 4x faster than real time: pacing is the gateway's job.
     let sim = Simulator::builder().speed(4.0).start().await.unwrap();
-    let gw = TestGateway::start(&sim.url(), |b| b.dtmf_to_model(Some(Duration::from_millis(300)))).await;
+    let gw = TestGateway::start(&sim.url(), |b| {
+        b.dtmf_to_model(Some(Duration::from_millis(300)))
+    })
+    .await;
 
     // The TwiML webhook points Twilio at the stream, with the call's sid as a parameter.
-    let (status, twiml) = http("POST", &gw.url("/twilio/voice"), "CallSid=CA42&From=%2B15550100").await;
+    let (status, twiml) = http(
+        "POST",
+        &gw.url("/twilio/voice"),
+        "CallSid=CA42&From=%2B15550100",
+    )
+    .await;
     assert_eq!(status, 200);
-    assert!(twiml.contains(&format!("<Stream url=\"wss://{}/twilio/stream\">", gw.addr)), "{twiml}");
-    assert!(twiml.contains("<Parameter name=\"callSid\" value=\"CA42\"/>"), "{twiml}");
+    assert!(
+        twiml.contains(&format!("<Stream url=\"wss://{}/twilio/stream\">", gw.addr)),
+        "{twiml}"
+    );
+    assert!(
+        twiml.contains("<Parameter name=\"callSid\" value=\"CA42\"/>"),
+        "{twiml}"
+    );
     assert!(twiml.contains("</Connect><Say>"), "{twiml}");
 
     let call = TwilioCall::connect(&gw.ws_url("/twilio/stream"), "CA42").await;
@@ -38,7 +52,12 @@ async fn a_call_is_answered_in_paced_frames_with_tools_dtmf_and_a_clean_stop() {
 
     // The tool ran and the answer came back as audio: wait until it has all been played.
     wait_for(Duration::from_secs(20), "the answer to be played", || {
-        call.with_log(|l| l.media_frames() > 100 && l.media.last().is_some_and(|(t, _)| t.elapsed() > Duration::from_millis(600)))
+        call.with_log(|l| {
+            l.media_frames() > 100
+                && l.media
+                    .last()
+                    .is_some_and(|(t, _)| t.elapsed() > Duration::from_millis(600))
+        })
     })
     .await;
     let outputs: Vec<Value> = items_created(&sim)
@@ -46,7 +65,12 @@ async fn a_call_is_answered_in_paced_frames_with_tools_dtmf_and_a_clean_stop() {
         .filter(|e| e["item"]["type"] == "function_call_output")
         .collect();
     assert_eq!(outputs.len(), 1, "one tool call");
-    assert!(outputs[0]["item"]["output"].as_str().unwrap().contains("Sunny and 22 degrees Celsius in Paris"));
+    assert!(
+        outputs[0]["item"]["output"]
+            .as_str()
+            .unwrap()
+            .contains("Sunny and 22 degrees Celsius in Paris")
+    );
 
     call.with_log(|log| {
         assert!(log.unexpected.is_empty(), "{:?}", log.unexpected);
@@ -57,10 +81,23 @@ async fn a_call_is_answered_in_paced_frames_with_tools_dtmf_and_a_clean_stop() {
         let (first, last) = (log.media[0].0, log.media[log.media.len() - 1].0);
         let span_ms = (last - first).as_millis() as f64;
         let audio_ms = log.media.len() as f64 * 20.0;
-        assert!(span_ms > audio_ms - 150.0, "{} frames arrived in {span_ms} ms", log.media.len());
-        assert!(span_ms < audio_ms + 500.0, "{} frames arrived in {span_ms} ms", log.media.len());
+        assert!(
+            span_ms > audio_ms - 150.0,
+            "{} frames arrived in {span_ms} ms",
+            log.media.len()
+        );
+        assert!(
+            span_ms < audio_ms + 500.0,
+            "{} frames arrived in {span_ms} ms",
+            log.media.len()
+        );
         // Marks at the mark interval (100 ms), all echoed after playing, none cleared.
-        assert!(log.marks >= log.media.len() / 5, "{} marks for {} frames", log.marks, log.media.len());
+        assert!(
+            log.marks >= log.media.len() / 5,
+            "{} marks for {} frames",
+            log.marks,
+            log.media.len()
+        );
         assert_eq!(log.echoes.len(), log.marks);
         assert!(log.clears.is_empty());
     });
@@ -70,7 +107,9 @@ async fn a_call_is_answered_in_paced_frames_with_tools_dtmf_and_a_clean_stop() {
         call.dtmf(digit);
     }
     wait_for(Duration::from_secs(5), "the DTMF message", || {
-        items_created(&sim).iter().any(|e| e["item"]["content"][0]["text"] == "DTMF: 42#")
+        items_created(&sim)
+            .iter()
+            .any(|e| e["item"]["content"][0]["text"] == "DTMF: 42#")
     })
     .await;
     let digits: Vec<String> = gw
@@ -94,7 +133,10 @@ async fn a_call_is_answered_in_paced_frames_with_tools_dtmf_and_a_clean_stop() {
     });
     let started = started.expect("CallStarted");
     assert_eq!(started.carrier_call_id.as_deref(), Some("CA42"));
-    assert_eq!(started.parameters.get("callSid").map(String::as_str), Some("CA42"));
+    assert_eq!(
+        started.parameters.get("callSid").map(String::as_str),
+        Some("CA42")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,7 +153,10 @@ async fn barge_in_clears_the_line_and_truncates_at_the_last_echoed_mark() {
     })
     .await;
     call.say(ulaw_speech("What's the weather in Paris?"));
-    wait_for(Duration::from_secs(10), "the clear", || call.with_log(|l| !l.clears.is_empty())).await;
+    wait_for(Duration::from_secs(10), "the clear", || {
+        call.with_log(|l| !l.clears.is_empty())
+    })
+    .await;
 
     let truncate = sim
         .client_events()
@@ -122,7 +167,11 @@ async fn barge_in_clears_the_line_and_truncates_at_the_last_echoed_mark() {
     call.with_log(|log| {
         let barge_in = *log.said.last().unwrap();
         let clear_at = log.clears[0].0;
-        let echoed: Vec<_> = log.echoes.iter().filter(|e| !e.cleared && e.at < clear_at).collect();
+        let echoed: Vec<_> = log
+            .echoes
+            .iter()
+            .filter(|e| !e.cleared && e.at < clear_at)
+            .collect();
         // The cut is exactly where an echoed mark said playback was: not wall-clock time, not
         // the audio sent (which ran ahead by the lead and the model's speed-up).
         assert!(
@@ -131,19 +180,36 @@ async fn barge_in_clears_the_line_and_truncates_at_the_last_echoed_mark() {
             echoed.iter().map(|e| e.position_ms).collect::<Vec<_>>()
         );
         // ...and no earlier than the last echo before the caller started talking.
-        let before_speech = echoed.iter().filter(|e| e.at < barge_in).map(|e| e.position_ms).max().unwrap();
-        assert!(audio_end_ms >= before_speech, "{audio_end_ms} < {before_speech}");
+        let before_speech = echoed
+            .iter()
+            .filter(|e| e.at < barge_in)
+            .map(|e| e.position_ms)
+            .max()
+            .unwrap();
+        assert!(
+            audio_end_ms >= before_speech,
+            "{audio_end_ms} < {before_speech}"
+        );
         // What the caller heard when `clear` came is at most 100 ms (one mark interval) plus
         // the echo round trip past the truncation point.
         let heard = log.clears[0].1;
-        assert!(heard >= audio_end_ms && heard <= audio_end_ms + 200, "heard {heard}, cut {audio_end_ms}");
+        assert!(
+            heard >= audio_end_ms && heard <= audio_end_ms + 200,
+            "heard {heard}, cut {audio_end_ms}"
+        );
     });
 
     // The question after the barge-in is answered (the tool runs), then the caller vanishes
     // without `stop`: the session still ends.
-    wait_for(Duration::from_secs(15), "the answer after the barge-in", || {
-        items_created(&sim).iter().any(|e| e["item"]["type"] == "function_call_output")
-    })
+    wait_for(
+        Duration::from_secs(15),
+        "the answer after the barge-in",
+        || {
+            items_created(&sim)
+                .iter()
+                .any(|e| e["item"]["type"] == "function_call_output")
+        },
+    )
     .await;
     call.vanish();
     gw.wait_idle(Duration::from_secs(5)).await;

@@ -48,15 +48,7 @@ pub(crate) async fn serve(socket: WebSocket, gateway: Arc<Inner>, permit: Permit
     let started = Instant::now();
     let call_id = call.call_id.clone();
     let outcome = run(socket, &gateway, call).instrument(span.clone()).await;
-    let duration = started.elapsed();
-    span.in_scope(|| info!(outcome, duration_ms = duration.as_millis() as u64, "call ended"));
-    metrics::session_ended(TRANSPORT, outcome, duration);
-    gateway.emit(GatewayEvent::CallEnded {
-        call_id,
-        transport: TRANSPORT,
-        outcome,
-        duration,
-    });
+    gateway.call_ended(&span, call_id, TRANSPORT, outcome, started);
     drop(permit);
 }
 
@@ -68,7 +60,11 @@ async fn run(socket: WebSocket, gateway: &Arc<Inner>, call: CallInfo) -> &'stati
         Err(error) => {
             warn!(%error, "could not start the session");
             metrics::error(TRANSPORT, "session_start");
-            let _ = send_json(&mut sink, json!({"type": "closed", "reason": "the assistant is unavailable"})).await;
+            let _ = send_json(
+                &mut sink,
+                json!({"type": "closed", "reason": "the assistant is unavailable"}),
+            )
+            .await;
             close(&mut sink, 1011, "the assistant is unavailable").await;
             return "session_error";
         }
@@ -76,7 +72,8 @@ async fn run(socket: WebSocket, gateway: &Arc<Inner>, call: CallInfo) -> &'stati
     info!("browser session started");
     gateway.emit(GatewayEvent::CallStarted { call: call.clone() });
     let handle = session.handle();
-    let ready = json!({"type": "ready", "call_id": call.call_id, "sample_rate": FORMAT.sample_rate()});
+    let ready =
+        json!({"type": "ready", "call_id": call.call_id, "sample_rate": FORMAT.sample_rate()});
     if send_json(&mut sink, ready).await.is_err() {
         handle.close().await;
         return "caller_gone";
@@ -146,7 +143,10 @@ impl Page {
             }
             Some(Ok(Message::Binary(audio))) => {
                 if audio.len() % 2 != 0 {
-                    warn!(bytes = audio.len(), "closing the call: odd-sized PCM16 frame");
+                    warn!(
+                        bytes = audio.len(),
+                        "closing the call: odd-sized PCM16 frame"
+                    );
                     metrics::error(TRANSPORT, "malformed");
                     return Err("protocol_error");
                 }
@@ -167,7 +167,10 @@ impl Page {
                     if let Some(kind) = map.get("type").and_then(Value::as_str) {
                         if !matches!(kind, "played" | "message" | "interrupt") {
                             if !self.warned.iter().any(|w| w == kind) && self.warned.len() < 32 {
-                                warn!(kind, "ignoring an unknown message from the page (logged once per kind)");
+                                warn!(
+                                    kind,
+                                    "ignoring an unknown message from the page (logged once per kind)"
+                                );
                                 metrics::error(TRANSPORT, "unknown_event");
                                 self.warned.push(kind.to_owned());
                             }
@@ -239,7 +242,9 @@ impl Page {
                 item_id,
                 delta,
                 ..
-            } => json!({"type": "transcript_delta", "role": role, "item_id": item_id, "delta": delta}),
+            } => {
+                json!({"type": "transcript_delta", "role": role, "item_id": item_id, "delta": delta})
+            }
             E::UserTranscript {
                 item_id,
                 transcript,

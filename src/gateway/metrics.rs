@@ -38,7 +38,9 @@ pub(crate) const DRAINING: &str = "realtime_gateway_draining";
 pub(crate) const MAX_SESSIONS: &str = "realtime_gateway_max_sessions";
 
 /// Latency buckets, 50 ms to 10 s.
-const LATENCY_BUCKETS: &[f64] = &[0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
+];
 /// Call length buckets, 5 s to 1 h.
 const DURATION_BUCKETS: &[f64] = &[5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
 

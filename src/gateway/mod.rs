@@ -155,6 +155,18 @@ pub enum GatewayEvent {
 }
 
 /// How a [`Gateway::drain`] went.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> realtime_agents::Result<()> {
+/// use realtime_agents::RealtimeAgent;
+/// use realtime_agents::gateway::Gateway;
+/// let gateway = Gateway::builder(RealtimeAgent::new("Assistant")).build()?;
+/// let report = gateway.drain().await; // no calls: returns at once
+/// assert_eq!((report.live_at_start, report.closed_at_deadline), (0, 0));
+/// assert!(gateway.is_draining());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DrainReport {
@@ -200,7 +212,10 @@ impl fmt::Debug for Inner {
             .field("options", &self.options)
             .field("origins", &self.origins)
             .field("public_url", &self.public_url)
-            .field("carriers", &self.carriers.iter().map(|c| &c.0).collect::<Vec<_>>())
+            .field(
+                "carriers",
+                &self.carriers.iter().map(|c| &c.0).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -210,6 +225,27 @@ impl Inner {
         if let Some(on_event) = &self.on_event {
             on_event(&event);
         }
+    }
+
+    /// The end of a call, however it went: one log line in its span, the metrics, the event.
+    pub(crate) fn call_ended(
+        &self,
+        span: &tracing::Span,
+        call_id: String,
+        transport: Transport,
+        outcome: &'static str,
+        started: tokio::time::Instant,
+    ) {
+        let duration = started.elapsed();
+        let duration_ms = duration.as_millis() as u64;
+        span.in_scope(|| tracing::info!(outcome, duration_ms, "call ended"));
+        metrics::session_ended(transport, outcome, duration);
+        self.emit(GatewayEvent::CallEnded {
+            call_id,
+            transport,
+            outcome,
+            duration,
+        });
     }
 }
 
@@ -264,12 +300,28 @@ impl Gateway {
     /// share (a 2.5 s moving average over the cores it may use) and the share of session slots
     /// taken. Served on `/load` and as the `realtime_gateway_load` gauge; route new calls away
     /// from replicas above about 0.7.
+    ///
+    /// ```
+    /// # use realtime_agents::{RealtimeAgent, gateway::Gateway};
+    /// let gateway = Gateway::builder(RealtimeAgent::new("Assistant")).build()?;
+    /// assert!((0.0..=1.0).contains(&gateway.load()));
+    /// # Ok::<(), realtime_agents::Error>(())
+    /// ```
     pub fn load(&self) -> f64 {
         self.inner.state.load()
     }
 
     /// Starts a drain without waiting: readiness fails at once and new calls are refused with
     /// 503; live calls go on. Returns `false` if a drain had started already.
+    ///
+    /// ```
+    /// # use realtime_agents::{RealtimeAgent, gateway::Gateway};
+    /// let gateway = Gateway::builder(RealtimeAgent::new("Assistant")).build()?;
+    /// assert!(gateway.start_drain());
+    /// assert!(!gateway.start_drain());
+    /// assert!(gateway.is_draining());
+    /// # Ok::<(), realtime_agents::Error>(())
+    /// ```
     pub fn start_drain(&self) -> bool {
         let first = self.inner.state.start_drain();
         if first {
@@ -434,11 +486,15 @@ impl GatewayBuilder {
         let carriers: Vec<(String, SerializerFn)> = vec![
             (
                 "/twilio/stream".to_owned(),
-                Arc::new(|| Box::new(carrier::TwilioSerializer::new()) as Box<dyn CarrierSerializer>),
+                Arc::new(|| {
+                    Box::new(carrier::TwilioSerializer::new()) as Box<dyn CarrierSerializer>
+                }),
             ),
             (
                 "/telnyx/stream".to_owned(),
-                Arc::new(|| Box::new(carrier::TelnyxSerializer::new()) as Box<dyn CarrierSerializer>),
+                Arc::new(|| {
+                    Box::new(carrier::TelnyxSerializer::new()) as Box<dyn CarrierSerializer>
+                }),
             ),
         ];
         Self {

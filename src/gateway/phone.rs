@@ -50,15 +50,7 @@ pub(crate) async fn serve(
     let outcome = run(socket, serializer, &gateway, call, &span)
         .instrument(span.clone())
         .await;
-    let duration = started.elapsed();
-    span.in_scope(|| info!(outcome, duration_ms = duration.as_millis() as u64, "call ended"));
-    metrics::session_ended(transport, outcome, duration);
-    gateway.emit(GatewayEvent::CallEnded {
-        call_id,
-        transport,
-        outcome,
-        duration,
-    });
+    gateway.call_ended(&span, call_id, transport, outcome, started);
     drop(permit);
 }
 
@@ -96,7 +88,10 @@ async fn run(
     }
     let format = start.format.unwrap_or_else(|| serializer.format());
     if G711Law::from_format(format).is_none() && format != AudioFormat::PCM16_24K {
-        warn!(?format, "closing the call: the stream's audio format is not one a session speaks");
+        warn!(
+            ?format,
+            "closing the call: the stream's audio format is not one a session speaks"
+        );
         metrics::error(transport, "format");
         close(&mut sink, 1003, "unsupported audio format").await;
         return "protocol_error";
@@ -262,12 +257,13 @@ impl Bridge {
                     info!("drain deadline: closing the call");
                     Step::End("drained")
                 }
+                // Frames due go first: pacing is the one deadline here.
+                _ = sleep_until(send_at) => self.send_due(sink).await,
                 frame = source.next() => self.on_frame(frame).await,
                 event = session.next() => match event {
                     Some(event) => self.on_session_event(event, sink).await,
                     None => Step::End("session_error"),
                 },
-                _ = sleep_until(send_at) => self.send_due(sink).await,
                 _ = sleep_until(self.dtmf_deadline) => {
                     self.flush_dtmf().await;
                     Step::Continue
@@ -279,10 +275,7 @@ impl Bridge {
         }
     }
 
-    async fn on_frame(
-        &mut self,
-        frame: Option<Result<Message, axum::Error>>,
-    ) -> Step {
+    async fn on_frame(&mut self, frame: Option<Result<Message, axum::Error>>) -> Step {
         let decoded = match frame {
             None => {
                 warn!("caller vanished: the socket ended without `stop`");
@@ -350,7 +343,10 @@ impl Bridge {
             let gap = at.saturating_sub(expected);
             if gap > GAP_TOLERANCE_MS && self.format != AudioFormat::PCM16_24K {
                 let fill = self.format.ms_to_bytes(gap.min(MAX_GAP_MS));
-                debug!(gap_ms = gap, "filling a gap in the caller's audio with silence");
+                debug!(
+                    gap_ms = gap,
+                    "filling a gap in the caller's audio with silence"
+                );
                 if self
                     .handle
                     .send_audio(vec![self.silence; fill], false)
@@ -428,16 +424,18 @@ impl Bridge {
                 item_id,
                 content_index,
             } => {
-                if !self.out.seal(self.silence) {
-                    // Everything of the item left already: mark its end now.
-                    if self.out.current_is(&item_id, content_index) {
-                        let end_ms = self.out.item_end_ms();
-                        if end_ms > self.last_mark_ms {
-                            let item: Arc<str> = Arc::from(item_id.as_str());
-                            if self.send_mark(sink, item, content_index, end_ms).await.is_err() {
-                                return Step::End("caller_gone");
-                            }
-                        }
+                // Everything of the item left already: mark its end now.
+                let all_sent =
+                    !self.out.seal(self.silence) && self.out.current_is(&item_id, content_index);
+                let end_ms = self.out.item_end_ms();
+                if all_sent && end_ms > self.last_mark_ms {
+                    let item: Arc<str> = Arc::from(item_id.as_str());
+                    if self
+                        .send_mark(sink, item, content_index, end_ms)
+                        .await
+                        .is_err()
+                    {
+                        return Step::End("caller_gone");
                     }
                 }
             }
@@ -499,14 +497,15 @@ impl Bridge {
             if frame.first_of_item {
                 self.last_mark_ms = 0;
             }
-            if frame.last_of_item || frame.end_ms >= self.last_mark_ms + self.mark_interval_ms {
-                if self
+            let mark_due =
+                frame.last_of_item || frame.end_ms >= self.last_mark_ms + self.mark_interval_ms;
+            if mark_due
+                && self
                     .send_mark(sink, frame.item_id, frame.content_index, frame.end_ms)
                     .await
                     .is_err()
-                {
-                    return Step::End("caller_gone");
-                }
+            {
+                return Step::End("caller_gone");
             }
         }
         Step::Continue
@@ -651,7 +650,12 @@ impl Outbound {
             return true;
         }
         match self.frames.back_mut() {
-            Some(last) if self.item.as_ref().is_some_and(|(id, _)| *id == last.item_id) => {
+            Some(last)
+                if self
+                    .item
+                    .as_ref()
+                    .is_some_and(|(id, _)| *id == last.item_id) =>
+            {
                 last.last_of_item = true;
                 true
             }
@@ -677,7 +681,8 @@ impl Outbound {
     }
 
     fn next_send_at(&self) -> Option<Instant> {
-        (!self.frames.is_empty()).then(|| self.play_at.checked_sub(self.lead).unwrap_or(self.play_at))
+        (!self.frames.is_empty())
+            .then(|| self.play_at.checked_sub(self.lead).unwrap_or(self.play_at))
     }
 
     fn pop_due(&mut self, now: Instant) -> Option<Frame> {

@@ -91,6 +91,17 @@ fn origin_allowed(inner: &Inner, headers: &HeaderMap) -> bool {
     matches!((authority, host), (Some(a), Some(h)) if a == h)
 }
 
+/// Socket limits and buffers: messages up to the configured limit (64 KiB: a second of PCM16 at
+/// 24 kHz is 48 KB), and small buffers, since a call's frames are small (tungstenite's default
+/// 128 KiB read buffer per socket would be most of a call's memory).
+fn sized(ws: WebSocketUpgrade, inner: &Inner) -> WebSocketUpgrade {
+    let limit = inner.options.max_message_bytes;
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(8 * 1024)
+}
+
 async fn browser_socket(
     State(inner): State<Shared>,
     headers: HeaderMap,
@@ -108,10 +119,8 @@ async fn browser_socket(
         Ok(permit) => permit,
         Err(refusal) => return refuse(Transport::Browser, refusal),
     };
-    let limit = inner.options.max_message_bytes;
     let tasks = permit.state().tasks.clone();
-    ws.max_message_size(limit)
-        .max_frame_size(limit)
+    sized(ws, &inner)
         .on_upgrade(move |socket| tasks.track_future(browser::serve(socket, inner, permit)))
 }
 
@@ -126,13 +135,10 @@ async fn carrier_socket(
         Ok(permit) => permit,
         Err(refusal) => return refuse(transport, refusal),
     };
-    let limit = inner.options.max_message_bytes;
     let tasks = permit.state().tasks.clone();
-    ws.max_message_size(limit)
-        .max_frame_size(limit)
-        .on_upgrade(move |socket| {
-            tasks.track_future(phone::serve(socket, serializer, inner, permit))
-        })
+    sized(ws, &inner).on_upgrade(move |socket| {
+        tasks.track_future(phone::serve(socket, serializer, inner, permit))
+    })
 }
 
 /// The TwiML webhook: connect the call to the media stream, or 503 when no call can be taken

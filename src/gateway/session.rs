@@ -11,16 +11,20 @@ use crate::{PlaybackTracker, RealtimeAgent, RealtimeRunConfig, RealtimeRunner, R
 
 use super::Transport;
 
-/// What a call is, for tools (it is the session's run context: `ctx.context::<CallInfo>()`),
-/// gateway events and logs.
+/// What a call is, for tools (it is the session's run context: in a
+/// [`FunctionTool::with_context`](crate::FunctionTool::with_context) tool,
+/// `ctx.context.get::<CallInfo>()`), gateway events and logs.
 ///
 /// ```
 /// use realtime_agents::gateway::{CallInfo, Transport};
 /// let call = CallInfo::new(Transport::Carrier("twilio"));
 /// assert!(call.call_id.starts_with("call-"));
 /// assert_eq!(call.carrier_call_id, None);
+/// let mut call = call;
+/// call.parameters.insert("token".into(), "s3cret".into());
+/// assert!(!format!("{call:?}").contains("s3cret"));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CallInfo {
     /// The gateway's id for the call, unique within the process (`call-…`); on every log line
@@ -33,7 +37,20 @@ pub struct CallInfo {
     /// The carrier's id for the media stream (Twilio `streamSid`), once known.
     pub stream_id: Option<String>,
     /// Parameters the call was started with (Twilio `<Parameter>`s, `customParameters`).
+    /// They may hold tokens: `Debug` shows their names only.
     pub parameters: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for CallInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallInfo")
+            .field("call_id", &self.call_id)
+            .field("transport", &self.transport)
+            .field("carrier_call_id", &self.carrier_call_id)
+            .field("stream_id", &self.stream_id)
+            .field("parameters", &self.parameters.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl CallInfo {

@@ -178,14 +178,10 @@ impl State {
             loop {
                 tick.tick().await;
                 let Some(state) = weak.upgrade() else { break };
-                state
-                    .cpu
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .sample();
+                state.cpu.lock().unwrap_or_else(|e| e.into_inner()).sample();
                 state.refresh_load();
                 ticks += 1;
-                if ticks % 10 == 0 {
+                if ticks.is_multiple_of(10) {
                     if let Some(handle) = &prometheus {
                         handle.run_upkeep();
                     }

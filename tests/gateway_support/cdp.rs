@@ -69,7 +69,10 @@ impl Browser {
                 "--remote-debugging-port=0",
             ])
             .arg(format!("--user-data-dir={}", profile.display()))
-            .arg(format!("--use-file-for-fake-audio-capture={}%noloop", wav.display()))
+            .arg(format!(
+                "--use-file-for-fake-audio-capture={}%noloop",
+                wav.display()
+            ))
             .arg("about:blank")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -108,7 +111,10 @@ impl Browser {
             .expect("a page target")["targetId"]
             .clone();
         let attached = browser
-            .call("Target.attachToTarget", json!({"targetId": page, "flatten": true}))
+            .call(
+                "Target.attachToTarget",
+                json!({"targetId": page, "flatten": true}),
+            )
             .await;
         browser.session = attached["sessionId"].as_str().unwrap().to_owned();
         browser.call("Runtime.enable", json!({})).await;
@@ -147,9 +153,9 @@ impl Browser {
                 Some("Runtime.exceptionThrown") => self
                     .console_errors
                     .push(v["params"]["exceptionDetails"].to_string()),
-                Some("Runtime.consoleAPICalled") if v["params"]["type"] == "error" => self
-                    .console_errors
-                    .push(v["params"]["args"].to_string()),
+                Some("Runtime.consoleAPICalled") if v["params"]["type"] == "error" => {
+                    self.console_errors.push(v["params"]["args"].to_string())
+                }
                 _ => {}
             }
         }

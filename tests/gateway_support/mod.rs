@@ -97,7 +97,10 @@ impl TestGateway {
 
     /// Waits until no call is active (or panics after `limit`).
     pub async fn wait_idle(&self, limit: Duration) {
-        wait_for(limit, "all sessions to end", || self.gateway.active_sessions() == 0).await;
+        wait_for(limit, "all sessions to end", || {
+            self.gateway.active_sessions() == 0
+        })
+        .await;
     }
 }
 
@@ -227,7 +230,8 @@ pub fn speech_wav(name: &str, parts: &[Part]) -> std::path::PathBuf {
     };
     let mut wav = hound::WavWriter::create(&path, spec).unwrap();
     for s in out {
-        wav.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16).unwrap();
+        wav.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)
+            .unwrap();
     }
     wav.finalize().unwrap();
     path

@@ -140,7 +140,9 @@ impl TwilioCall {
 }
 
 async fn run(
-    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
     stream_sid: String,
     log: Arc<Mutex<CallLog>>,
     mut commands: mpsc::UnboundedReceiver<Command>,

@@ -32,6 +32,13 @@ pub use telnyx::TelnyxSerializer;
 pub use twilio::TwilioSerializer;
 
 /// A frame received from a carrier.
+///
+/// ```
+/// use realtime_agents::gateway::carrier::{CarrierFrame, CarrierSerializer, TwilioSerializer};
+/// let mut twilio = TwilioSerializer::new();
+/// assert!(twilio.decode(CarrierFrame::Text(r#"{"event":"connected"}"#)).is_ok());
+/// assert!(twilio.decode(CarrierFrame::Binary(&[0xff; 160])).is_err());
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub enum CarrierFrame<'a> {
     /// A text frame (JSON for every carrier here).
@@ -41,6 +48,12 @@ pub enum CarrierFrame<'a> {
 }
 
 /// A frame to send to a carrier.
+///
+/// ```
+/// use realtime_agents::gateway::carrier::{CarrierMessage, CarrierSerializer, TelnyxSerializer};
+/// let CarrierMessage::Text(json) = TelnyxSerializer::new().media(&[0xff; 3]) else { panic!() };
+/// assert_eq!(json, r#"{"event":"media","media":{"payload":"////"}}"#);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CarrierMessage {
     /// A text frame.
@@ -50,6 +63,13 @@ pub enum CarrierMessage {
 }
 
 /// What a carrier said, in neutral terms.
+///
+/// ```
+/// use realtime_agents::gateway::carrier::*;
+/// let mut twilio = TwilioSerializer::new();
+/// let dtmf = r#"{"event":"dtmf","streamSid":"MZ1","dtmf":{"track":"inbound_track","digit":"5"}}"#;
+/// assert_eq!(twilio.decode(CarrierFrame::Text(dtmf)), Ok(CarrierEvent::Dtmf { digit: "5".into() }));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CarrierEvent {
@@ -85,6 +105,15 @@ pub enum CarrierEvent {
 }
 
 /// The `start` of a media stream.
+///
+/// ```
+/// use realtime_agents::gateway::carrier::StreamStart;
+/// // What a `verify_stream` check sees.
+/// fn trusted(start: &StreamStart) -> bool {
+///     start.call_id.is_some() && start.parameters.get("token").is_some_and(|t| t == "s3cret")
+/// }
+/// assert!(!trusted(&StreamStart::default()));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StreamStart {

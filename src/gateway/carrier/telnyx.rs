@@ -123,3 +123,56 @@ impl CarrierSerializer for TelnyxSerializer {
         Some(CarrierMessage::Text(json!({"event": "clear"}).to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_every_inbound_event() {
+        let mut t = TelnyxSerializer::new();
+        let mut read = |s: &str| t.decode(CarrierFrame::Text(s));
+        assert_eq!(
+            read(r#"{"event":"connected","version":"1.0.0"}"#),
+            Ok(CarrierEvent::Connected)
+        );
+        let Ok(CarrierEvent::Start(start)) = read(
+            r#"{"event":"start","sequence_number":"1","stream_id":"s1","start":{"user_id":"u",
+                "call_control_id":"v3:c","media_format":{"encoding":"PCMU","sample_rate":8000,"channels":1}}}"#,
+        ) else {
+            panic!("start expected")
+        };
+        assert_eq!(start.stream_id, "s1");
+        assert_eq!(start.call_id.as_deref(), Some("v3:c"));
+        assert_eq!(start.format, Some(AudioFormat::G711_ULAW));
+        assert_eq!(
+            read(
+                r#"{"event":"media","sequence_number":"4","stream_id":"s1","media":{"track":"inbound","chunk":"2","timestamp":"5","payload":"//8="}}"#
+            ),
+            Ok(CarrierEvent::Media {
+                audio: vec![0xff, 0xff],
+                timestamp_ms: Some(5)
+            })
+        );
+        assert_eq!(
+            read(r#"{"event":"dtmf","stream_id":"s1","dtmf":{"digit":"9"}}"#),
+            Ok(CarrierEvent::Dtmf { digit: "9".into() })
+        );
+        assert_eq!(
+            read(r#"{"event":"mark","stream_id":"s1","mark":{"name":"m3"}}"#),
+            Ok(CarrierEvent::Mark { name: "m3".into() })
+        );
+        assert_eq!(
+            read(r#"{"event":"error","payload":{"code":100002,"title":"Unknown error"}}"#),
+            Ok(CarrierEvent::Other {
+                event: "error".into()
+            })
+        );
+        assert_eq!(
+            read(r#"{"event":"stop","stream_id":"s1","stop":{}}"#),
+            Ok(CarrierEvent::Stop)
+        );
+        assert!(read(r#"{"sequence_number":"1"}"#).is_err());
+        assert!(read(r#"{"event":"media","media":{}}"#).is_err());
+    }
+}

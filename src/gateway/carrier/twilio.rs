@@ -91,7 +91,10 @@ fn parameters(value: Option<&Value>) -> BTreeMap<String, String> {
         .map(|map| {
             map.iter()
                 .map(|(k, v)| {
-                    let v = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+                    let v = v
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string());
                     (k.clone(), v)
                 })
                 .collect()
@@ -192,7 +195,10 @@ mod tests {
         let mut t = TwilioSerializer::new();
         let read = |t: &mut TwilioSerializer, s: &str| t.decode(CarrierFrame::Text(s));
         assert_eq!(
-            read(&mut t, r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#),
+            read(
+                &mut t,
+                r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#
+            ),
             Ok(CarrierEvent::Connected)
         );
         let media = r#"{"event":"media","sequenceNumber":"3","streamSid":"MZ1","media":{"track":"inbound","chunk":"2","timestamp":"40","payload":"//8="}}"#;
@@ -203,7 +209,8 @@ mod tests {
                 timestamp_ms: Some(40)
             })
         );
-        let mark = r#"{"event":"mark","streamSid":"MZ1","sequenceNumber":"4","mark":{"name":"g0m1"}}"#;
+        let mark =
+            r#"{"event":"mark","streamSid":"MZ1","sequenceNumber":"4","mark":{"name":"g0m1"}}"#;
         assert_eq!(
             read(&mut t, mark),
             Ok(CarrierEvent::Mark {
@@ -240,7 +247,10 @@ mod tests {
             panic!("text expected")
         };
         let v: Value = serde_json::from_str(&media).unwrap();
-        assert_eq!(v, json!({"event":"media","streamSid":"MZ9","media":{"payload":"////"}}));
+        assert_eq!(
+            v,
+            json!({"event":"media","streamSid":"MZ9","media":{"payload":"////"}})
+        );
         let Some(CarrierMessage::Text(mark)) = t.mark("m1") else {
             panic!("mark expected")
         };
