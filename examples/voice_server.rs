@@ -29,7 +29,9 @@ const USAGE: &str = "usage: voice_server [--addr ADDR] [--url URL | --real] [lim
      --drain-seconds   how long live calls may finish after SIGTERM (default 300)\n\
      --allowed-origin  an origin allowed to open the browser socket (repeatable; default: same host)\n\
      --public-url      public base URL for the TwiML stream URL (default: from the Host header)\n\
-     --greet           the assistant speaks first";
+     --greet           the assistant speaks first\n\
+     environment: TWILIO_AUTH_TOKEN checks Twilio's request signatures; GATEWAY_STREAM_SECRET\n\
+     binds media streams to the calls the webhook answered (a token in the TwiML)";
 
 #[derive(Deserialize, JsonSchema)]
 struct WeatherArgs {
@@ -159,6 +161,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(url) = &args.public_url {
         builder = builder.public_url(url);
+    }
+    if let Ok(token) = std::env::var("TWILIO_AUTH_TOKEN") {
+        builder = builder.twilio_auth_token(token);
+    }
+    if let Ok(secret) = std::env::var("GATEWAY_STREAM_SECRET") {
+        builder = builder.stream_secret(secret);
     }
     let gateway = builder.build()?;
 

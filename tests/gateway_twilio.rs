@@ -7,10 +7,10 @@ mod gateway_support;
 use std::time::Duration;
 
 use gateway_support::twilio::TwilioCall;
-use gateway_support::{TestGateway, http, ulaw_speech, wait_for};
-use realtime_agents::gateway::GatewayEvent;
+use gateway_support::{TestGateway, http, http_with, ulaw_speech, wait_for};
+use realtime_agents::gateway::{GatewayEvent, install_prometheus, twilio_signature};
 use realtime_agents::simulator::Simulator;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn items_created(sim: &Simulator) -> Vec<Value> {
     sim.client_events()
@@ -23,8 +23,10 @@ fn items_created(sim: &Simulator) -> Vec<Value> {
 async fn a_call_is_answered_in_paced_frames_with_tools_dtmf_and_a_clean_stop() {
     // The model streams 4x faster than real time: pacing is the gateway's job.
     let sim = Simulator::builder().speed(4.0).start().await.unwrap();
+    let metrics = install_prometheus().expect("the first recorder of this test binary");
     let gw = TestGateway::start(&sim.url(), |b| {
         b.dtmf_to_model(Some(Duration::from_millis(300)))
+            .prometheus(metrics)
     })
     .await;
 
@@ -137,6 +139,17 @@ async fn a_call_is_answered_in_paced_frames_with_tools_dtmf_and_a_clean_stop() {
         started.parameters.get("callSid").map(String::as_str),
         Some("CA42")
     );
+    // The call shows in the metrics.
+    let (_, metrics) = http("GET", &gw.url("/metrics"), "").await;
+    for line in [
+        // Other tests of this binary run at once: presence, not values.
+        "realtime_gateway_sessions_total{transport=\"twilio\",outcome=\"completed\"}",
+        "realtime_gateway_active_sessions{transport=\"twilio\"}",
+        "realtime_gateway_first_audio_latency_seconds_bucket{transport=\"twilio\"",
+        "realtime_gateway_turns_total{transport=\"twilio\"}",
+    ] {
+        assert!(metrics.contains(line), "no {line} in\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,11 +203,11 @@ async fn barge_in_clears_the_line_and_truncates_at_the_last_echoed_mark() {
             audio_end_ms >= before_speech,
             "{audio_end_ms} < {before_speech}"
         );
-        // What the caller heard when `clear` came is at most 100 ms (one mark interval) plus
-        // the echo round trip past the truncation point.
+        // What the caller heard when `clear` came is about one mark interval (100 ms) plus
+        // the echo round trip past the truncation point (300 ms of slack for a busy machine).
         let heard = log.clears[0].1;
         assert!(
-            heard >= audio_end_ms && heard <= audio_end_ms + 200,
+            heard >= audio_end_ms && heard <= audio_end_ms + 300,
             "heard {heard}, cut {audio_end_ms}"
         );
     });
@@ -214,4 +227,77 @@ async fn barge_in_clears_the_line_and_truncates_at_the_last_echoed_mark() {
     call.vanish();
     gw.wait_idle(Duration::from_secs(5)).await;
     assert_eq!(gw.outcomes(), ["caller_gone"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_webhooks_and_stream_tokens_admit_only_the_calls_the_webhook_answered() {
+    let sim = Simulator::builder().speed(4.0).start().await.unwrap();
+    let gw = TestGateway::start(&sim.url(), |b| {
+        b.twilio_auth_token("auth-token")
+            .stream_secret("stream-secret")
+    })
+    .await;
+    let webhook = format!("https://{}/twilio/voice", gw.addr);
+    let form = [("CallSid", "CA77"), ("From", "+15550100")];
+    let body = "CallSid=CA77&From=%2B15550100";
+
+    // Unsigned or wrongly signed webhooks are refused.
+    assert_eq!(http("POST", &gw.url("/twilio/voice"), body).await.0, 403);
+    let forged = twilio_signature("wrong-token", &webhook, &form);
+    let headers = [("X-Twilio-Signature", forged.as_str())];
+    assert_eq!(
+        http_with("POST", &gw.url("/twilio/voice"), body, &headers)
+            .await
+            .0,
+        403
+    );
+    // A signed one gets TwiML with a token for this call.
+    let signed = twilio_signature("auth-token", &webhook, &form);
+    let headers = [("X-Twilio-Signature", signed.as_str())];
+    let (status, twiml) = http_with("POST", &gw.url("/twilio/voice"), body, &headers).await;
+    assert_eq!(status, 200, "{twiml}");
+    let token = twiml
+        .split("<Parameter name=\"token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a token parameter")
+        .to_owned();
+
+    // The stream upgrade is signed too.
+    let stream = gw.ws_url("/twilio/stream");
+    let refused = tokio_tungstenite::connect_async(&stream).await.unwrap_err();
+    assert!(refused.to_string().contains("403"), "{refused}");
+    let no_params: [(&str, &str); 0] = [];
+    let upgrade = twilio_signature(
+        "auth-token",
+        &format!("wss://{}/twilio/stream", gw.addr),
+        &no_params,
+    );
+
+    // A stream for another call with this call's token is closed before any session.
+    let thief =
+        TwilioCall::connect_with(&stream, "CA78", Some(&upgrade), json!({"token": token})).await;
+    let log = thief.log.clone();
+    thief.finished(Duration::from_secs(5)).await;
+    assert_eq!(log.lock().unwrap().closed, Some(Some(1008)));
+    gw.wait_idle(Duration::from_secs(5)).await;
+    assert_eq!(gw.outcomes(), ["refused_token"]);
+    assert_eq!(sim.connections(), 0, "no session was opened");
+
+    // The call the webhook answered gets its session.
+    let call = TwilioCall::connect_with(
+        &stream,
+        "CA77",
+        Some(&upgrade),
+        json!({"callSid": "CA77", "token": token}),
+    )
+    .await;
+    wait_for(Duration::from_secs(5), "the session", || {
+        sim.connections() == 1
+    })
+    .await;
+    call.stop();
+    call.finished(Duration::from_secs(5)).await;
+    gw.wait_idle(Duration::from_secs(5)).await;
+    assert_eq!(gw.outcomes(), ["refused_token", "completed"]);
 }

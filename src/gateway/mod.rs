@@ -85,6 +85,7 @@
 //! query strings from stream URLs: authenticate streams with [`GatewayBuilder::verify_stream`],
 //! which sees the `start` and its parameters before a session is opened.
 
+mod auth;
 mod browser;
 pub mod carrier;
 pub mod metrics;
@@ -98,6 +99,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use auth::twilio_signature;
 pub use metrics::install_prometheus;
 pub use metrics_exporter_prometheus::PrometheusHandle;
 pub use playback::AckPlaybackTracker;
@@ -203,6 +205,8 @@ pub(crate) struct Inner {
     pub(crate) on_event: Option<EventFn>,
     pub(crate) verify_stream: Option<VerifyFn>,
     pub(crate) carriers: Vec<(String, SerializerFn)>,
+    pub(crate) twilio_auth_token: Option<String>,
+    pub(crate) stream_secret: Option<String>,
 }
 
 impl fmt::Debug for Inner {
@@ -469,6 +473,8 @@ pub struct GatewayBuilder {
     on_event: Option<EventFn>,
     verify_stream: Option<VerifyFn>,
     carriers: Vec<(String, SerializerFn)>,
+    twilio_auth_token: Option<String>,
+    stream_secret: Option<String>,
 }
 
 impl fmt::Debug for GatewayBuilder {
@@ -521,6 +527,8 @@ impl GatewayBuilder {
             on_event: None,
             verify_stream: None,
             carriers,
+            twilio_auth_token: None,
+            stream_secret: None,
         }
     }
 
@@ -622,6 +630,35 @@ impl GatewayBuilder {
         self
     }
 
+    /// Checks Twilio's `X-Twilio-Signature` (HMAC-SHA1 with the account's auth token) on the
+    /// TwiML webhook and on the media stream's WebSocket upgrade; unsigned or wrongly signed
+    /// requests get 403. The URL signed is [`public_url`](Self::public_url) plus the path
+    /// (or `https://` and the `Host` header): set `public_url` behind proxies that rewrite
+    /// the host or scheme.
+    ///
+    /// ```
+    /// # use realtime_agents::{RealtimeAgent, gateway::Gateway};
+    /// let gateway = Gateway::builder(RealtimeAgent::new("Assistant"))
+    ///     .public_url("https://voice.example.com")
+    ///     .twilio_auth_token(std::env::var("TWILIO_AUTH_TOKEN").unwrap_or_default())
+    ///     .build()?;
+    /// # drop(gateway); Ok::<(), realtime_agents::Error>(())
+    /// ```
+    pub fn twilio_auth_token(mut self, token: impl Into<String>) -> Self {
+        self.twilio_auth_token = Some(token.into()).filter(|t| !t.is_empty());
+        self
+    }
+
+    /// Binds Twilio media streams to the calls the webhook answered: the TwiML carries a
+    /// `token` `<Parameter>` (an HMAC-SHA256 of the `CallSid` and a two-minute expiry with
+    /// `secret`), and a stream whose `start` lacks a valid token for its `callSid` is closed
+    /// before a session opens (outcome `refused_token`). No state is kept, so every replica
+    /// sharing the secret accepts the stream of a call another one answered.
+    pub fn stream_secret(mut self, secret: impl Into<String>) -> Self {
+        self.stream_secret = Some(secret.into()).filter(|t| !t.is_empty());
+        self
+    }
+
     /// Serves another carrier's media streams on `path` (e.g. `/plivo/stream`), with a
     /// serializer made per call. Twilio (`/twilio/stream`) and Telnyx (`/telnyx/stream`)
     /// are built in; the same path replaces one.
@@ -707,6 +744,8 @@ impl GatewayBuilder {
                 on_event: self.on_event,
                 verify_stream: self.verify_stream,
                 carriers: self.carriers,
+                twilio_auth_token: self.twilio_auth_token,
+                stream_secret: self.stream_secret,
             }),
         })
     }

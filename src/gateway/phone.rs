@@ -78,6 +78,21 @@ async fn run(
     call.carrier_call_id = start.call_id.clone();
     call.stream_id = Some(start.stream_id.clone());
     call.parameters = start.parameters.clone();
+    if let (Some(secret), "twilio") = (&gateway.stream_secret, transport.as_str()) {
+        let token = start.parameters.get("token").map(String::as_str);
+        let call_sid = start.call_id.as_deref().unwrap_or_default();
+        if let Err(why) = token.map_or(Err("no token"), |t| {
+            super::auth::check_stream_token(secret, call_sid, t)
+        }) {
+            warn!(
+                why,
+                "refusing the stream: its start has no valid token for its callSid"
+            );
+            metrics::error(transport, "stream_token");
+            close(&mut sink, 1008, "invalid stream token").await;
+            return "refused_token";
+        }
+    }
     if let Some(verify) = &gateway.verify_stream {
         if !verify(&start) {
             warn!("refusing the stream: its start did not pass the stream check");

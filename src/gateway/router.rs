@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
@@ -13,7 +14,7 @@ use serde_json::json;
 use tower_http::trace::TraceLayer;
 
 use super::carrier::CarrierSerializer;
-use super::{Inner, SerializerFn, Transport, browser, metrics, phone};
+use super::{Inner, SerializerFn, Transport, auth, browser, metrics, phone};
 
 const INDEX_HTML: &str = include_str!("web/index.html");
 const APP_JS: &str = include_str!("web/app.js");
@@ -42,11 +43,14 @@ pub(crate) fn build(inner: Shared) -> Router {
         .route("/metrics", get(metrics_text));
     for (path, make) in &inner.carriers {
         let make: SerializerFn = make.clone();
+        let route: Arc<str> = Arc::from(path.as_str());
         router = router.route(
             path,
-            get(move |state: State<Shared>, ws: WebSocketUpgrade| {
-                carrier_socket(state, ws, make.clone())
-            }),
+            get(
+                move |state: State<Shared>, headers: HeaderMap, ws: WebSocketUpgrade| {
+                    carrier_socket(state, headers, ws, make.clone(), route.clone())
+                },
+            ),
         );
     }
     router.layer(TraceLayer::new_for_http()).with_state(inner)
@@ -126,11 +130,21 @@ async fn browser_socket(
 
 async fn carrier_socket(
     State(inner): State<Shared>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
     make: SerializerFn,
+    path: Arc<str>,
 ) -> Response {
     let serializer: Box<dyn CarrierSerializer> = make();
     let transport = Transport::Carrier(serializer.name());
+    if let (Some(token), "twilio") = (&inner.twilio_auth_token, serializer.name()) {
+        // Twilio signs the upgrade: the stream URL and no parameters.
+        let url = format!("{}{path}", public_base(&inner, &headers, "wss"));
+        let no_params: [(&str, &str); 0] = [];
+        if !auth::twilio_signature_ok(token, &url, &no_params, signature(&headers)) {
+            return bad_signature(transport, &url);
+        }
+    }
     let permit = match inner.state.admit(transport) {
         Ok(permit) => permit,
         Err(refusal) => return refuse(transport, refusal),
@@ -156,29 +170,69 @@ async fn twiml(
     if state.active() >= state.max_sessions {
         return refuse(transport, super::state::Refusal::Full);
     }
-    let base = match &inner.public_url {
-        Some(url) => url
-            .replacen("https://", "wss://", 1)
-            .replacen("http://", "ws://", 1),
+    if let Some(token) = &inner.twilio_auth_token {
+        let url = format!("{}/twilio/voice", public_base(&inner, &headers, "https"));
+        let pairs: Vec<(&String, &String)> = params.iter().collect();
+        if !auth::twilio_signature_ok(token, &url, &pairs, signature(&headers)) {
+            return bad_signature(transport, &url);
+        }
+    }
+    let base = public_base(&inner, &headers, "wss");
+    let call_sid = params.get("CallSid").map(String::as_str).unwrap_or("");
+    let mut parameters = format!(
+        "<Parameter name=\"callSid\" value=\"{}\"/>",
+        xml_escape(call_sid)
+    );
+    if let Some(secret) = &inner.stream_secret {
+        let token = auth::mint_stream_token(secret, call_sid, STREAM_TOKEN_TTL);
+        parameters.push_str(&format!("<Parameter name=\"token\" value=\"{token}\"/>"));
+    }
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+         <Response><Connect><Stream url=\"{url}/twilio/stream\">{parameters}</Stream></Connect>\
+         <Say>{say}</Say></Response>",
+        url = xml_escape(&base),
+        say = xml_escape(&inner.options.fallback_say),
+    );
+    ([(header::CONTENT_TYPE, "text/xml")], body).into_response()
+}
+
+/// How long a stream token minted by the webhook stays valid (Twilio connects in seconds).
+const STREAM_TOKEN_TTL: Duration = Duration::from_secs(120);
+
+/// The gateway's public base URL with `scheme` (`https` or `wss`): the configured one, or the
+/// request's `Host`.
+fn public_base(inner: &Inner, headers: &HeaderMap, scheme: &str) -> String {
+    match &inner.public_url {
+        Some(url) => {
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"))
+                .or_else(|| url.strip_prefix("wss://"))
+                .or_else(|| url.strip_prefix("ws://"))
+                .unwrap_or(url);
+            format!("{scheme}://{rest}")
+        }
         None => {
             let host = headers
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or("localhost");
-            format!("wss://{host}")
+            format!("{scheme}://{host}")
         }
-    };
-    let call_sid = params.get("CallSid").map(String::as_str).unwrap_or("");
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
-         <Response><Connect><Stream url=\"{url}/twilio/stream\">\
-         <Parameter name=\"callSid\" value=\"{sid}\"/></Stream></Connect>\
-         <Say>{say}</Say></Response>",
-        url = xml_escape(&base),
-        sid = xml_escape(call_sid),
-        say = xml_escape(&inner.options.fallback_say),
-    );
-    ([(header::CONTENT_TYPE, "text/xml")], body).into_response()
+    }
+}
+
+fn signature(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("x-twilio-signature")
+        .and_then(|h| h.to_str().ok())
+}
+
+fn bad_signature(transport: Transport, url: &str) -> Response {
+    tracing::warn!(%transport, url, "refused: missing or wrong X-Twilio-Signature");
+    metrics::refused(transport, "signature");
+    (StatusCode::FORBIDDEN, "invalid Twilio signature").into_response()
 }
 
 fn xml_escape(text: &str) -> String {

@@ -175,13 +175,27 @@ impl std::io::Write for LogWriter {
 
 /// A plain HTTP/1.1 request (no HTTP client dependency): the status and the body.
 pub async fn http(method: &str, url: &str, form: &str) -> (u16, String) {
+    http_with(method, url, form, &[]).await
+}
+
+/// [`http`] with extra request headers.
+pub async fn http_with(
+    method: &str,
+    url: &str,
+    form: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let rest = url.strip_prefix("http://").expect("http:// URL");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{form}",
+         {extra}Content-Length: {}\r\nConnection: close\r\n\r\n{form}",
         form.len()
     );
     stream.write_all(request.as_bytes()).await.expect("send");

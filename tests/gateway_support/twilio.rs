@@ -78,7 +78,26 @@ impl TwilioCall {
     /// Connects to `url` (the gateway's `/twilio/stream`), sends `connected` and `start`, and
     /// starts streaming silence.
     pub async fn connect(url: &str, call_sid: &str) -> TwilioCall {
-        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        Self::connect_with(url, call_sid, None, json!({ "callSid": call_sid })).await
+    }
+
+    /// [`connect`](Self::connect) with an `X-Twilio-Signature` on the upgrade and the
+    /// `customParameters` of `start`.
+    pub async fn connect_with(
+        url: &str,
+        call_sid: &str,
+        signature: Option<&str>,
+        parameters: Value,
+    ) -> TwilioCall {
+        let mut request =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
+                .unwrap();
+        if let Some(signature) = signature {
+            request
+                .headers_mut()
+                .insert("X-Twilio-Signature", signature.parse().unwrap());
+        }
+        let (mut ws, _) = tokio_tungstenite::connect_async(request)
             .await
             .expect("connect to the gateway");
         let stream_sid = format!("MZ{call_sid}");
@@ -90,7 +109,7 @@ impl TwilioCall {
         ws.send(Message::text(
             json!({"event":"start","sequenceNumber":"1","streamSid":stream_sid,
                 "start":{"streamSid":stream_sid,"accountSid":"AC0","callSid":call_sid,
-                    "tracks":["inbound"],"customParameters":{"callSid":call_sid},
+                    "tracks":["inbound"],"customParameters":parameters,
                     "mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}})
             .to_string(),
         ))
