@@ -1,4 +1,5 @@
-//! Twilio Media Streams through the gateway, against the simulator: a caller that speaks
+//! Phone calls through the gateway, against the simulator (Twilio Media Streams, and one
+//! Telnyx call): a Twilio caller that speaks
 //! μ-law test speech in real time and plays the answer in real time, echoing marks as Twilio
 //! does.
 
@@ -300,4 +301,88 @@ async fn signed_webhooks_and_stream_tokens_admit_only_the_calls_the_webhook_answ
     call.finished(Duration::from_secs(5)).await;
     gw.wait_idle(Duration::from_secs(5)).await;
     assert_eq!(gw.outcomes(), ["refused_token", "completed"]);
+}
+
+/// Telnyx is the same bridge with another serializer; this call is A-law (PCMA), which the
+/// session speaks natively too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_telnyx_call_in_a_law_is_answered_through_the_same_bridge() {
+    use base64::Engine as _;
+    use futures::{SinkExt, StreamExt};
+    use realtime_agents::audio::g711::G711Law;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let sim = Simulator::builder().speed(4.0).start().await.unwrap();
+    let gw = TestGateway::start(&sim.url(), |b| b).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(gw.ws_url("/telnyx/stream"))
+        .await
+        .unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for event in [
+        json!({"event":"connected","version":"1.0.0"}),
+        json!({"event":"start","sequence_number":"1","stream_id":"st1","start":{"call_control_id":"v3:abc",
+            "media_format":{"encoding":"PCMA","sample_rate":8000,"channels":1}}}),
+    ] {
+        ws.send(Message::text(event.to_string())).await.unwrap();
+    }
+    // "Hello!" in A-law, then silence, in 20 ms frames (sent at once: the server paces nothing
+    // inbound, and its VAD only counts audio).
+    let ulaw = ulaw_speech("Hello!");
+    let alaw = G711Law::Alaw.encode_vec(&G711Law::Ulaw.decode_vec(&ulaw));
+    let mut audio = alaw;
+    audio.extend(std::iter::repeat_n(G711Law::Alaw.silence(), 8_000));
+    for (i, frame) in audio.chunks(160).enumerate() {
+        let media = json!({"event":"media","sequence_number":(i + 2).to_string(),"stream_id":"st1",
+            "media":{"track":"inbound","chunk":(i + 1).to_string(),"timestamp":(i * 20).to_string(),
+                "payload":b64.encode(frame)}});
+        ws.send(Message::text(media.to_string())).await.unwrap();
+    }
+    let mut frames = 0;
+    let mut marks = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while frames < 50 {
+        let message = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("the answer")
+            .unwrap()
+            .unwrap();
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let v: Value = serde_json::from_str(text.as_str()).unwrap();
+        match v["event"].as_str() {
+            Some("media") => {
+                let payload = b64.decode(v["media"]["payload"].as_str().unwrap()).unwrap();
+                assert_eq!(payload.len(), 160);
+                assert!(
+                    v.get("streamSid").is_none() && v.get("stream_id").is_none(),
+                    "{v}"
+                );
+                frames += 1;
+            }
+            Some("mark") => marks += 1,
+            other => panic!("unexpected {other:?}: {v}"),
+        }
+    }
+    assert!(marks > 0);
+    let session = sim
+        .client_events()
+        .into_iter()
+        .find(|e| e["type"] == "session.update")
+        .unwrap();
+    assert_eq!(
+        session["session"]["audio"]["input"]["format"]["type"],
+        "audio/pcma"
+    );
+    assert_eq!(
+        session["session"]["audio"]["output"]["format"]["type"],
+        "audio/pcma"
+    );
+    ws.send(Message::text(
+        json!({"event":"stop","stream_id":"st1","stop":{}}).to_string(),
+    ))
+    .await
+    .unwrap();
+    gw.wait_idle(Duration::from_secs(5)).await;
+    assert_eq!(gw.outcomes(), ["completed"]);
 }

@@ -81,9 +81,14 @@
 //!
 //! The TwiML webhook answers `<Connect><Stream url="wss://{host}/twilio/stream">` with the
 //! call's `CallSid` as a `<Parameter>` and a `<Say>` after `</Connect>`, which Twilio plays if
-//! the gateway closes the stream (a drain deadline, a failed session start). Twilio strips
-//! query strings from stream URLs: authenticate streams with [`GatewayBuilder::verify_stream`],
-//! which sees the `start` and its parameters before a session is opened.
+//! the gateway closes the stream (a drain deadline, a failed session start).
+//!
+//! Authentication: [`GatewayBuilder::twilio_auth_token`] checks Twilio's `X-Twilio-Signature`
+//! on the webhook and on the stream's upgrade. Twilio strips query strings from stream URLs,
+//! so [`GatewayBuilder::stream_secret`] puts a token in the TwiML as a `<Parameter>` (an HMAC
+//! of the `CallSid` and an expiry, checkable by any replica) and closes streams whose `start`
+//! lacks a valid one for its `callSid`; [`GatewayBuilder::verify_stream`] adds your own check
+//! of the `start` and its parameters. All of them run before a session is opened.
 
 mod auth;
 mod browser;
