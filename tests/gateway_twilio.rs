@@ -1,7 +1,6 @@
 //! Phone calls through the gateway, against the simulator (Twilio Media Streams, and one
-//! Telnyx call): a Twilio caller that speaks
-//! μ-law test speech in real time and plays the answer in real time, echoing marks as Twilio
-//! does.
+//! Telnyx call): a Twilio caller that speaks μ-law test speech in real time and plays the
+//! answer in real time, echoing marks as Twilio does.
 
 mod gateway_support;
 
