@@ -225,11 +225,13 @@ impl Page {
             E::AudioEnd {
                 item_id,
                 content_index,
+                ..
             } => json!({"type": "audio_end", "item_id": item_id, "content_index": content_index}),
             E::AudioInterrupted {
                 item_id,
                 content_index,
                 played_ms,
+                ..
             } => {
                 self.audio_item = None;
                 if let Some(at) = self.speech_started.take() {
@@ -248,6 +250,7 @@ impl Page {
             E::UserTranscript {
                 item_id,
                 transcript,
+                ..
             } => json!({"type": "user_transcript", "item_id": item_id, "transcript": transcript}),
             E::ToolStart {
                 tool,
@@ -281,12 +284,12 @@ impl Page {
                 json!({"type": "agent_end", "agent": agent})
             }
             E::Handoff { from, to, .. } => json!({"type": "handoff", "from": from, "to": to}),
-            E::Error { error } => {
+            E::Error { error, .. } => {
                 warn!(%error, "session error");
                 metrics::error(TRANSPORT, "session");
                 json!({"type": "error", "message": error.to_string()})
             }
-            E::Closed { error } => {
+            E::Closed { error, .. } => {
                 let reason = match &error {
                     Some(error) => {
                         warn!(%error, "the session ended");

@@ -438,6 +438,7 @@ impl Bridge {
             E::AudioEnd {
                 item_id,
                 content_index,
+                ..
             } => {
                 // Everything of the item left already: mark its end now.
                 let all_sent =
@@ -480,11 +481,11 @@ impl Bridge {
             E::ToolStart { tool, .. } => info!(tool = %tool, "tool call"),
             E::ToolEnd { tool, is_error, .. } => debug!(tool = %tool, is_error, "tool done"),
             E::UserTranscript { transcript, .. } => debug!(%transcript, "caller said"),
-            E::Error { error } => {
+            E::Error { error, .. } => {
                 warn!(%error, "session error");
                 metrics::error(self.transport, "session");
             }
-            E::Closed { error } => {
+            E::Closed { error, .. } => {
                 return match error {
                     Some(error) => {
                         warn!(%error, "the session ended");
