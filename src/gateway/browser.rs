@@ -1,17 +1,16 @@
 //! The browser socket: binary PCM both ways, JSON control and events.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures::stream::SplitSink;
-use futures::{SinkExt as _, StreamExt as _};
+use axum::extract::ws::{Message, WebSocket};
+use futures::StreamExt as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use tracing::{Instrument as _, debug, info, warn};
 
 use super::playback::AckPlaybackTracker;
+use super::socket::{Sink, close, send};
 use super::state::Permit;
 use super::{CallInfo, GatewayEvent, Inner, Transport, metrics};
 use crate::audio::AudioFormat;
@@ -19,10 +18,7 @@ use crate::{RealtimeSessionEvent as E, RealtimeSessionHandle};
 
 /// The session's audio format on the browser socket.
 pub(crate) const FORMAT: AudioFormat = AudioFormat::PCM16_24K;
-const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 const TRANSPORT: Transport = Transport::Browser;
-
-type Sink = SplitSink<WebSocket, Message>;
 
 /// A control message from the page.
 #[derive(Debug, Deserialize)]
@@ -312,27 +308,4 @@ impl Page {
 
 async fn send_json(sink: &mut Sink, value: Value) -> Result<(), &'static str> {
     send(sink, Message::Text(value.to_string().into())).await
-}
-
-async fn send(sink: &mut Sink, message: Message) -> Result<(), &'static str> {
-    match tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => {
-            warn!(%error, "caller vanished: sending failed");
-            Err("caller_gone")
-        }
-        Err(_) => {
-            warn!("caller vanished: not reading for {SEND_TIMEOUT:?}");
-            Err("caller_gone")
-        }
-    }
-}
-
-async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
-    let frame = CloseFrame {
-        code,
-        reason: reason.into(),
-    };
-    let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
-    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
 }

@@ -98,6 +98,7 @@ mod phone;
 mod playback;
 mod router;
 mod session;
+mod socket;
 mod state;
 
 use std::fmt;

@@ -4,14 +4,15 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures::stream::{SplitSink, SplitStream};
-use futures::{SinkExt as _, StreamExt as _};
+use axum::extract::ws::{Message, WebSocket};
+use futures::StreamExt as _;
+use futures::stream::SplitStream;
 use tokio::time::Instant;
 use tracing::{Instrument as _, Span, debug, info, warn};
 
 use super::carrier::{CarrierEvent, CarrierFrame, CarrierMessage, CarrierSerializer, StreamStart};
 use super::playback::AckPlaybackTracker;
+use super::socket::{Sink, close, send};
 use super::state::Permit;
 use super::{CallInfo, GatewayEvent, Inner, Transport, metrics};
 use crate::audio::AudioFormat;
@@ -23,10 +24,7 @@ const FRAME: Duration = Duration::from_millis(20);
 /// Gaps in the caller's audio longer than this are filled with silence, up to [`MAX_GAP_MS`].
 const GAP_TOLERANCE_MS: u64 = 40;
 const MAX_GAP_MS: u64 = 10_000;
-/// A carrier that stops reading for this long is treated as gone.
-const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
-type Sink = SplitSink<WebSocket, Message>;
 type Source = SplitStream<WebSocket>;
 
 /// Serves one carrier media stream until it stops, the session ends or the drain deadline.
@@ -203,15 +201,6 @@ async fn wait_for_start(
             }
         }
     }
-}
-
-async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
-    let frame = CloseFrame {
-        code,
-        reason: reason.into(),
-    };
-    let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
-    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
 }
 
 /// A marker sent after a frame: when it comes back, `end_ms` of the item has been played.
@@ -557,17 +546,7 @@ impl Bridge {
             CarrierMessage::Text(text) => Message::Text(text.into()),
             CarrierMessage::Binary(data) => Message::Binary(data),
         };
-        match tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => {
-                warn!(%error, "caller vanished: sending failed");
-                Err(())
-            }
-            Err(_) => {
-                warn!("caller vanished: not reading for {SEND_TIMEOUT:?}");
-                Err(())
-            }
-        }
+        send(sink, message).await.map_err(|_| ())
     }
 }
 

@@ -188,7 +188,10 @@ async fn run(
                     "media":{"track":"inbound","chunk":chunk.to_string(),
                         "timestamp":(started.elapsed().as_millis() as u64).to_string(),
                         "payload":b64.encode(&frame)}});
-                if tx.send(Message::text(media.to_string())).await.is_err() { break; }
+                if tx.send(Message::text(media.to_string())).await.is_err() {
+                    // The gateway closed: stop talking, but read on to see its close frame.
+                    stopped = true;
+                }
                 // Playback: one frame per tick; marks right behind played audio come back.
                 if matches!(playback.front(), Some(Queued::Frame)) {
                     playback.pop_front();
@@ -290,7 +293,7 @@ async fn run(
                 cleared,
             });
             if tx.send(Message::text(echo.to_string())).await.is_err() {
-                return;
+                stopped = true;
             }
         }
     }
