@@ -8,6 +8,9 @@ pub mod audio;
 mod config;
 pub mod cost;
 mod error;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod gateway;
 pub mod guardrail;
 mod handoff;
 pub mod hooks;

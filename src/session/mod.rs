@@ -368,7 +368,8 @@ impl RealtimeSession {
         info: SessionInfo,
     ) -> Self {
         let cancel = driver.cancel_token();
-        tokio::spawn(driver.run());
+        // The session task inherits the caller's span (e.g. a gateway call with its call id).
+        tokio::spawn(tracing::Instrument::in_current_span(driver.run()));
         Self {
             handle: RealtimeSessionHandle {
                 commands,
