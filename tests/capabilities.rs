@@ -83,7 +83,11 @@ async fn with_truncation_the_cut_goes_to_the_backend() {
         .reply(Reply::speech(STORY));
     let mut session = start(&model, RealtimeAgent::new("Assistant")).await;
     interrupted_turn(&mut session).await;
-    assert_eq!(interrupts(&model), [(true, true)], "cancel, and cut at what was heard");
+    assert_eq!(
+        interrupts(&model),
+        [(true, true)],
+        "cancel, and cut at what was heard"
+    );
 }
 
 #[tokio::test]

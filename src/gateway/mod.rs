@@ -737,12 +737,7 @@ impl GatewayBuilder {
         Ok(Gateway {
             inner: Arc::new(Inner {
                 state: Arc::new(State::new(self.max_sessions, cores)),
-                recipe: SessionRecipe {
-                    agent: self.agent,
-                    model,
-                    config: self.config,
-                    settings: self.settings,
-                },
+                recipe: SessionRecipe::new(self.agent, model, self.config, self.settings),
                 options: self.options,
                 origins: self.origins,
                 public_url: self.public_url,

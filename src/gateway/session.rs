@@ -7,7 +7,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::audio::AudioFormat;
 use crate::model::{RealtimeModel, SessionSettings};
-use crate::{PlaybackTracker, RealtimeAgent, RealtimeRunConfig, RealtimeRunner, RealtimeSession};
+use crate::{
+    PlaybackTracker, RealtimeAgent, RealtimeRunConfig, RealtimeRunner, RealtimeSession,
+    SessionOptions,
+};
 
 use super::Transport;
 
@@ -72,41 +75,43 @@ impl CallInfo {
     }
 }
 
-/// What every call's session is made of.
+/// What every call's session is made of: one runner for all calls, with each call's own
+/// audio format, playback tracker and context as per-session options.
 #[derive(Debug, Clone)]
 pub(crate) struct SessionRecipe {
-    pub(crate) agent: Arc<RealtimeAgent>,
-    pub(crate) model: Arc<dyn RealtimeModel>,
-    pub(crate) config: RealtimeRunConfig,
-    pub(crate) settings: SessionSettings,
+    runner: RealtimeRunner,
 }
 
 impl SessionRecipe {
+    pub(crate) fn new(
+        agent: Arc<RealtimeAgent>,
+        model: Arc<dyn RealtimeModel>,
+        config: RealtimeRunConfig,
+        settings: SessionSettings,
+    ) -> Self {
+        let config = config.settings(settings);
+        Self {
+            runner: RealtimeRunner::new(agent)
+                .shared_model(model)
+                .config(config),
+        }
+    }
+
     /// Starts the session of one call: audio in `format` both ways, playback positions from
     /// `tracker`, `call` as the run context.
-    ///
-    /// One runner per call, because the playback tracker is runner-wide configuration today;
-    /// when sessions take their own options this is the one place to change.
     pub(crate) async fn open(
         &self,
         call: &CallInfo,
         format: AudioFormat,
         tracker: Arc<dyn PlaybackTracker>,
     ) -> crate::Result<RealtimeSession> {
-        let settings = self
-            .settings
-            .clone()
+        let formats = SessionSettings::new()
             .input_format(format)
             .output_format(format);
-        let config = self
-            .config
-            .clone()
-            .settings(settings)
+        let options = SessionOptions::new()
+            .context(call.clone())
+            .settings(formats)
             .playback_tracker(tracker);
-        RealtimeRunner::new(self.agent.clone())
-            .shared_model(self.model.clone())
-            .config(config)
-            .run(call.clone())
-            .await
+        self.runner.start(options).await
     }
 }

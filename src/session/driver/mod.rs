@@ -28,13 +28,13 @@ use tracing::Instrument as _;
 
 use super::{Canceller, PlaybackTracker, RealtimeSessionEvent, ResponseEnd, TurnCause};
 use crate::audio::AudioFormat;
+use crate::config::RealtimeRunConfig;
 use crate::hooks::HookDecision;
 use crate::items::{History, ItemStatus, MessageItem, RealtimeItem, Role, Upsert};
 use crate::model::{
     AudioCut, Capabilities, ModelCommand, ModelEvent, RealtimeConnection, RealtimeModel,
     ResponseStatus, SessionSettings, Usage,
 };
-use crate::config::RealtimeRunConfig;
 use crate::wake::Wakes;
 use crate::{Error, RealtimeAgent, Result, RunContext};
 
