@@ -166,6 +166,16 @@ struct Playing {
     bytes: usize,
 }
 
+/// An assistant item the user cut off: `played_ms` of `received_ms` were heard.
+#[derive(Debug)]
+struct Cut {
+    response_id: String,
+    item_id: String,
+    content_index: u32,
+    played_ms: u64,
+    received_ms: f64,
+}
+
 /// Why the session ends, from outside the connection.
 enum Step {
     Close,
@@ -215,6 +225,11 @@ pub(crate) struct Driver {
     /// reported as [`ResponseEnd::Interrupted`].
     interrupted_response: Option<String>,
     playing: Option<Playing>,
+    /// Items cut off while their response still streams: their history transcript becomes
+    /// what was heard once the response ends.
+    cut_items: Vec<Cut>,
+    /// The last cut `stop_playback` made.
+    last_cut: Option<Cut>,
     audio_started: bool,
     usage: Usage,
     turns: Turns,
@@ -272,6 +287,8 @@ impl Driver {
             active_response: None,
             interrupted_response: None,
             playing: None,
+            cut_items: Vec::new(),
+            last_cut: None,
             audio_started: false,
             usage: Usage::default(),
             turns: Turns::default(),
@@ -823,6 +840,7 @@ impl Driver {
         if let Some(hooks) = &self.shared.config.hooks {
             hooks.on_agent_end(&self.shared.context, &agent);
         }
+        self.keep_heard_of(&response_id).await;
         self.turn_response_ended(&response_id, status, usage);
         let agent = agent.name().to_owned();
         self.emit(RealtimeSessionEvent::AgentEnd {
@@ -1150,6 +1168,7 @@ impl Driver {
     /// for the guardrails is dropped: nobody heard it.
     async fn stop_playback(&mut self) -> Option<AudioCut> {
         self.held.clear();
+        self.last_cut = None;
         let playing = self.playing.take()?;
         let received_ms = self.output_format.bytes_to_ms(playing.bytes) as u64;
         let played_ms = self
@@ -1170,6 +1189,13 @@ impl Driver {
             played_ms,
         })
         .await;
+        self.last_cut = Some(Cut {
+            response_id: playing.response_id.clone(),
+            item_id: playing.item_id.clone(),
+            content_index: playing.content_index,
+            played_ms,
+            received_ms: self.output_format.bytes_to_ms(playing.bytes),
+        });
         // Truncating at 0 ms before anything was heard is rejected by the API; leave it.
         (played_ms > 0).then_some(AudioCut {
             item_id: playing.item_id,
@@ -1178,11 +1204,57 @@ impl Driver {
         })
     }
 
+    /// The history keeps what the user heard of a cut-off item, as the server does (it drops
+    /// the transcript of what it truncates, and the model no longer sees the rest).
+    async fn keep_heard(&mut self, cut: Cut) {
+        let Some(full) = self.history.get(&cut.item_id).and_then(|item| {
+            let message = item.as_message()?;
+            message
+                .content
+                .get(cut.content_index as usize)?
+                .text()
+                .map(str::to_owned)
+        }) else {
+            return;
+        };
+        let heard = turns::heard_part(&full, cut.received_ms, cut.played_ms);
+        if heard.len() == full.len() {
+            return;
+        }
+        let heard = heard.to_owned();
+        self.history
+            .set_transcript(&cut.item_id, cut.content_index, Role::Assistant, &heard);
+        if let Some(item) = self.history.get(&cut.item_id).cloned() {
+            self.emit(RealtimeSessionEvent::HistoryUpdated { item })
+                .await;
+        }
+    }
+
+    /// A response ended: its cut-off items keep only what was heard.
+    async fn keep_heard_of(&mut self, response_id: &str) {
+        let cuts: Vec<Cut> = self
+            .cut_items
+            .extract_if(.., |c| c.response_id == response_id)
+            .collect();
+        for cut in cuts {
+            self.keep_heard(cut).await;
+        }
+    }
+
     async fn interrupt(&mut self, cancel_response: bool) {
         if self.interrupted_response.is_none() {
             self.interrupted_response = self.active_response.clone();
         }
         let mut cut = self.stop_playback().await;
+        if let Some(heard) = self.last_cut.take() {
+            // The user cut in: the history keeps what they heard, now or once the response
+            // stops streaming.
+            if self.active_response.as_deref() == Some(heard.response_id.as_str()) {
+                self.cut_items.push(heard);
+            } else {
+                self.keep_heard(heard).await;
+            }
+        }
         let mut cancel_response = cancel_response;
         if !self.caps.truncation {
             // The backend cannot cut an item at what was heard: only playback stops.

@@ -263,7 +263,7 @@ fn server_answers_speech(settings: &crate::model::SessionSettings) -> bool {
 }
 
 /// `text` cut to the share of its audio that was heard.
-fn heard_part(text: &str, generated_ms: f64, heard_ms: u64) -> &str {
+pub(super) fn heard_part(text: &str, generated_ms: f64, heard_ms: u64) -> &str {
     if generated_ms <= 0.0 || heard_ms as f64 >= generated_ms {
         return text;
     }
