@@ -330,6 +330,11 @@ impl RealtimeSessionHandle {
 /// application stops reading, the session stops reading the socket (nothing is dropped), and
 /// the server sees TCP back-pressure. Dropping the session ends the session task.
 ///
+/// The stream keeps the [turn contract](crate::turn): every user turn is announced by
+/// `TurnStarted` and ends once with `TurnEnded` when the assistant has nothing left to do for
+/// it; every `AgentStart` has one `AgentEnd`; the stream ends with exactly one `Closed`, after
+/// every other event.
+///
 /// ```no_run
 /// use futures::StreamExt;
 /// use realtime_agents::{RealtimeAgent, RealtimeRunner, RealtimeSessionEvent};
@@ -339,7 +344,8 @@ impl RealtimeSessionHandle {
 /// while let Some(event) = session.next().await {
 ///     match event {
 ///         RealtimeSessionEvent::TranscriptDelta { delta, .. } => print!("{delta}"),
-///         RealtimeSessionEvent::AgentEnd { .. } => break,
+///         // The assistant has nothing left to do for the turn (tool calls included).
+///         RealtimeSessionEvent::TurnEnded { .. } => break,
 ///         _ => {}
 ///     }
 /// }
