@@ -7,6 +7,7 @@
 //!
 //! [`OpenAIRealtimeWebSocketModel`] is the OpenAI Realtime API (GA) over WebSocket.
 
+pub mod live;
 mod openai;
 mod settings;
 
@@ -20,6 +21,7 @@ use crate::audio::AudioFormat;
 use crate::items::RealtimeItem;
 use crate::{Error, Result};
 
+pub use live::{LiveDelegation, LiveModel, LiveModelBuilder};
 #[doc(hidden)]
 pub use openai::bench;
 pub use openai::{OpenAIRealtimeWebSocketModel, OpenAIRealtimeWebSocketModelBuilder};

@@ -135,6 +135,7 @@ mod outgoing;
 pub mod speech;
 mod voice;
 // One folder per wire protocol.
+mod live;
 mod realtime;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -162,6 +163,20 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Unpaced, not recording: for the state machines' unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Self {
+        Self {
+            speed: 0.0,
+            tool_done_delay: Duration::ZERO,
+            record: false,
+            stamp_audio: false,
+            api_key: None,
+            events: Mutex::new(Vec::new()),
+            connections: AtomicUsize::new(0),
+        }
+    }
+
     /// Whether client events are kept for [`Simulator::client_events`].
     fn recording(&self) -> bool {
         self.record
@@ -223,6 +238,20 @@ impl Simulator {
     /// The WebSocket URL to connect to: `ws://127.0.0.1:PORT/v1/realtime`.
     pub fn url(&self) -> String {
         format!("ws://{}/v1/realtime", self.addr)
+    }
+
+    /// The WebSocket URL of its OpenAI Live API mode: `ws://127.0.0.1:PORT/v1/live/sessions`
+    /// (the [`live`](crate::model::live) backend's; see the Live module docs for what it does).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> realtime_agents::Result<()> {
+    /// let sim = realtime_agents::simulator::Simulator::start().await?;
+    /// assert!(sim.live_url().ends_with("/v1/live/sessions"));
+    /// # Ok(()) }
+    /// ```
+    pub fn live_url(&self) -> String {
+        format!("ws://{}/v1/live/sessions", self.addr)
     }
 
     /// The address the server listens on.

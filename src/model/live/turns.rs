@@ -1,0 +1,327 @@
+//! Turns on a protocol that has none: Live's output is one continuous audio track (silence
+//! included) with transcript deltas, and its input transcript is deltas only. Here the model's
+//! utterances become responses (`ResponseStarted` … `ResponseDone`) and the user's speech
+//! becomes user items, so that a session's `AgentStart`/`AgentEnd`, transcripts and history
+//! work as on the Realtime API.
+
+use bytes::Bytes;
+
+use crate::audio::{AudioFormat, g711};
+use crate::items::{self, ItemStatus, MessageContent, RealtimeItem, Role};
+use crate::model::{ModelEvent, ResponseStatus, Usage};
+use crate::transport::Queues;
+
+/// This much output silence in a row ends an utterance (what LiveKit's and Pipecat's Live
+/// adapters wait for too).
+pub(crate) const END_SILENCE_MS: f64 = 800.0;
+/// A user transcript fragment starting this long after the previous one's end starts a new
+/// user turn.
+pub(crate) const USER_GAP_MS: u64 = 800;
+/// Samples at most this loud count as silence (Live's silence is digital zeros; a little
+/// margin for dithering).
+const SILENCE_LEVEL: u16 = 64;
+
+/// The utterance being delivered.
+#[derive(Debug)]
+struct Utterance {
+    response_id: String,
+    item_id: String,
+    transcript: String,
+    /// Output silence since the last sound or transcript.
+    silent_ms: f64,
+    /// The user cut in and the application stopped playing: the rest is not delivered.
+    interrupted: bool,
+    /// Some audio was delivered.
+    audio: bool,
+}
+
+/// The user's turn being transcribed.
+#[derive(Debug)]
+struct UserTurn {
+    item_id: String,
+    transcript: String,
+    end_ms: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Turns {
+    format: AudioFormat,
+    response: Option<Utterance>,
+    user: Option<UserTurn>,
+    last_user_text: String,
+    /// Backend usage to report with the next `ResponseDone`.
+    usage: Option<Usage>,
+    next: u64,
+}
+
+impl Turns {
+    pub(crate) fn new(format: AudioFormat) -> Self {
+        Self {
+            format,
+            response: None,
+            user: None,
+            last_user_text: String::new(),
+            usage: None,
+            next: 0,
+        }
+    }
+
+    pub(crate) fn set_format(&mut self, format: AudioFormat) {
+        self.format = format;
+    }
+
+    fn ids(&mut self) -> u64 {
+        self.next += 1;
+        self.next
+    }
+
+    /// Usage reported with the response that ends next.
+    pub(crate) fn add_usage(&mut self, usage: Usage) {
+        *self.usage.get_or_insert_with(Usage::default) += usage;
+    }
+
+    /// The user's words that a delegation is about: the open turn's, or the last one's.
+    pub(crate) fn last_user_text(&self) -> String {
+        match &self.user {
+            Some(u) if !u.transcript.trim().is_empty() => u.transcript.trim().to_owned(),
+            _ => self.last_user_text.clone(),
+        }
+    }
+
+    /// A chunk of the output track. Returns whether it started a response.
+    pub(crate) fn output_audio(&mut self, data: Bytes, q: &mut Queues) -> bool {
+        let silent = is_silent(&data, self.format);
+        let started = match self.response {
+            // Silence between utterances is not delivered.
+            None if silent => return false,
+            None => {
+                self.start_response(q);
+                true
+            }
+            Some(_) => false,
+        };
+        let ms = self.format.bytes_to_ms(data.len());
+        let Some(r) = self.response.as_mut() else {
+            return started;
+        };
+        if silent {
+            r.silent_ms += ms;
+        } else {
+            r.silent_ms = 0.0;
+        }
+        if !r.interrupted {
+            r.audio = true;
+            q.event(ModelEvent::Audio {
+                response_id: r.response_id.clone(),
+                item_id: r.item_id.clone(),
+                content_index: 0,
+                data,
+            });
+        }
+        if r.silent_ms >= END_SILENCE_MS {
+            self.end_response(q);
+        }
+        started
+    }
+
+    /// A fragment of the model's transcript. Returns whether it started a response.
+    pub(crate) fn output_transcript(&mut self, delta: String, q: &mut Queues) -> bool {
+        let started = self.response.is_none();
+        if started {
+            self.start_response(q);
+        }
+        let Some(r) = self.response.as_mut() else {
+            return started;
+        };
+        r.silent_ms = 0.0;
+        r.transcript.push_str(&delta);
+        q.event(ModelEvent::TranscriptDelta {
+            response_id: r.response_id.clone(),
+            item_id: r.item_id.clone(),
+            content_index: 0,
+            delta,
+        });
+        started
+    }
+
+    fn start_response(&mut self, q: &mut Queues) {
+        self.end_user_turn(q);
+        let n = self.ids();
+        let response_id = format!("resp_live{n}");
+        let item_id = format!("item_live_out{n}");
+        q.event(ModelEvent::ResponseStarted {
+            response_id: response_id.clone(),
+        });
+        q.event(ModelEvent::Item(RealtimeItem::Message(
+            items::MessageItem {
+                item_id: item_id.clone(),
+                previous_item_id: None,
+                role: Role::Assistant,
+                content: vec![MessageContent::Audio { transcript: None }],
+                status: ItemStatus::InProgress,
+            },
+        )));
+        self.response = Some(Utterance {
+            response_id,
+            item_id,
+            transcript: String::new(),
+            silent_ms: 0.0,
+            interrupted: false,
+            audio: false,
+        });
+    }
+
+    /// Ends the utterance being delivered, if any.
+    pub(crate) fn end_response(&mut self, q: &mut Queues) {
+        let Some(r) = self.response.take() else {
+            return;
+        };
+        if r.audio {
+            q.event(ModelEvent::AudioDone {
+                item_id: r.item_id.clone(),
+                content_index: 0,
+            });
+        }
+        q.event(ModelEvent::Item(RealtimeItem::Message(
+            items::MessageItem {
+                item_id: r.item_id,
+                previous_item_id: None,
+                role: Role::Assistant,
+                content: vec![MessageContent::Audio {
+                    transcript: Some(r.transcript),
+                }],
+                status: if r.interrupted {
+                    ItemStatus::Incomplete
+                } else {
+                    ItemStatus::Completed
+                },
+            },
+        )));
+        q.event(ModelEvent::ResponseDone {
+            response_id: r.response_id,
+            status: if r.interrupted {
+                ResponseStatus::Cancelled
+            } else {
+                ResponseStatus::Completed
+            },
+            usage: self.usage.take(),
+        });
+    }
+
+    /// The application stopped playing the current utterance.
+    pub(crate) fn interrupt(&mut self) {
+        if let Some(r) = self.response.as_mut() {
+            r.interrupted = true;
+        }
+    }
+
+    /// A fragment of the user's transcript: the first of a turn is its `SpeechStarted` (a
+    /// barge-in when the model is talking).
+    pub(crate) fn input_transcript(
+        &mut self,
+        delta: String,
+        start_ms: u64,
+        end_ms: u64,
+        q: &mut Queues,
+    ) {
+        let new_turn = self
+            .user
+            .as_ref()
+            .is_none_or(|u| start_ms > u.end_ms + USER_GAP_MS);
+        if new_turn {
+            self.end_user_turn(q);
+            let item_id = format!("item_live_in{}", self.ids());
+            q.event(ModelEvent::SpeechStarted {
+                item_id: item_id.clone(),
+                audio_start_ms: start_ms,
+            });
+            q.event(ModelEvent::Item(RealtimeItem::Message(
+                items::MessageItem {
+                    item_id: item_id.clone(),
+                    previous_item_id: None,
+                    role: Role::User,
+                    content: vec![MessageContent::InputAudio { transcript: None }],
+                    status: ItemStatus::InProgress,
+                },
+            )));
+            self.user = Some(UserTurn {
+                item_id,
+                transcript: String::new(),
+                end_ms,
+            });
+        }
+        let Some(u) = self.user.as_mut() else {
+            return;
+        };
+        u.transcript.push_str(&delta);
+        u.end_ms = u.end_ms.max(end_ms);
+        q.event(ModelEvent::InputTranscriptDelta {
+            item_id: u.item_id.clone(),
+            content_index: 0,
+            delta,
+        });
+    }
+
+    /// Closes the user's turn, if one is open: the model answered or delegated.
+    pub(crate) fn end_user_turn(&mut self, q: &mut Queues) {
+        let Some(u) = self.user.take() else {
+            return;
+        };
+        q.event(ModelEvent::SpeechStopped {
+            item_id: u.item_id.clone(),
+            audio_end_ms: u.end_ms,
+        });
+        let transcript = u.transcript.trim().to_owned();
+        q.event(ModelEvent::Item(RealtimeItem::Message(
+            items::MessageItem {
+                item_id: u.item_id.clone(),
+                previous_item_id: None,
+                role: Role::User,
+                content: vec![MessageContent::InputAudio {
+                    transcript: Some(transcript.clone()),
+                }],
+                status: ItemStatus::Completed,
+            },
+        )));
+        q.event(ModelEvent::InputTranscriptCompleted {
+            item_id: u.item_id,
+            content_index: 0,
+            transcript: transcript.clone(),
+        });
+        self.last_user_text = transcript;
+    }
+}
+
+/// Whether a chunk of output audio is silence.
+fn is_silent(data: &[u8], format: AudioFormat) -> bool {
+    let quiet = |s: i16| s.unsigned_abs() <= SILENCE_LEVEL;
+    match format {
+        AudioFormat::Pcm16 { .. } => data
+            .chunks_exact(2)
+            .all(|b| quiet(i16::from_le_bytes([b[0], b[1]]))),
+        AudioFormat::G711Ulaw => data.iter().all(|&c| quiet(g711::ulaw_decode_sample(c))),
+        AudioFormat::G711Alaw => data.iter().all(|&c| quiet(g711::alaw_decode_sample(c))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn silence_is_told_from_sound_in_every_format() {
+        assert!(is_silent(&[0; 960], AudioFormat::PCM16_24K));
+        assert!(!is_silent(
+            &1000i16.to_le_bytes().repeat(480),
+            AudioFormat::PCM16_24K
+        ));
+        let ulaw_zero = g711::ulaw_encode_sample(0);
+        assert!(is_silent(&[ulaw_zero; 160], AudioFormat::G711Ulaw));
+        assert!(!is_silent(
+            &[g711::ulaw_encode_sample(8000); 160],
+            AudioFormat::G711Ulaw
+        ));
+        let alaw_zero = g711::alaw_encode_sample(0);
+        assert!(is_silent(&[alaw_zero; 160], AudioFormat::G711Alaw));
+    }
+}
