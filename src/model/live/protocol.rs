@@ -261,6 +261,7 @@ impl Protocol {
         if !text.is_empty() {
             // No user-role item exists on Live: typed text is silent context.
             self.append(q, "session.thinking.append", &format!("user: {text}"), None);
+            self.turns.typed(&text);
             let item_id = self.id("item");
             q.event(ModelEvent::Item(RealtimeItem::Message(
                 items::MessageItem {

@@ -88,6 +88,11 @@ impl Turns {
         }
     }
 
+    /// A typed user message: what a delegation that follows is about.
+    pub(crate) fn typed(&mut self, text: &str) {
+        self.last_user_text = text.trim().to_owned();
+    }
+
     /// A chunk of the output track. Returns whether it started a response.
     pub(crate) fn output_audio(&mut self, data: Bytes, q: &mut Queues) -> bool {
         let silent = is_silent(&data, self.format);
