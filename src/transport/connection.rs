@@ -359,7 +359,9 @@ impl<P: WireProtocol> RealtimeConnection for Connection<P> {
                 };
                 match keepalive.poll(cx) {
                     KeepAliveStep::Idle => return Poll::Pending,
-                    KeepAliveStep::Ping => self.q.frames.push_back(Message::Ping(Default::default())),
+                    KeepAliveStep::Ping => {
+                        self.q.frames.push_back(Message::Ping(Default::default()))
+                    }
                     KeepAliveStep::Expired if check => {
                         let timeout = keepalive.timeout;
                         self.finish(Some(Error::Timeout(format!(

@@ -142,7 +142,8 @@ pub(crate) async fn open(
         Ok(Err(HandshakeError::Refused { status, body })) => {
             let body = String::from_utf8_lossy(&body);
             // Hide our credentials before cutting, so that no fragment of one survives.
-            let body = refusal_redactor(options, url, public_query).redact_string(body.into_owned());
+            let body =
+                refusal_redactor(options, url, public_query).redact_string(body.into_owned());
             Err(connect_error(
                 Some(status),
                 body.chars().take(500).collect(),

@@ -188,8 +188,8 @@ impl RealtimeModel for OpenAIRealtimeWebSocketModel {
         async move {
             let url = endpoint(&config);
             let key_required = config.url.is_none();
-            let ws = crate::transport::open(&url, &config.transport, key_required, &["model"])
-                .await?;
+            let ws =
+                crate::transport::open(&url, &config.transport, key_required, &["model"]).await?;
             let proto = Protocol::new(config.clone());
             let session = proto.session_config(&settings, true);
             let mut connection = Connection::new(ws, proto, &config.transport);

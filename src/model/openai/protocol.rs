@@ -125,10 +125,13 @@ impl Protocol {
     fn send_session_update(&mut self, settings: &SessionSettings, initial: bool, q: &mut Queues) {
         let session = self.session_config(settings, initial);
         if settings.extra.is_empty() {
-            push(q, &ClientEvent::SessionUpdate {
-                event_id: None,
-                session,
-            });
+            push(
+                q,
+                &ClientEvent::SessionUpdate {
+                    event_id: None,
+                    session,
+                },
+            );
         } else {
             let mut session = serde_json::to_value(&session).unwrap_or_else(|_| json!({}));
             if let Some(obj) = session.as_object_mut() {
@@ -177,10 +180,13 @@ impl Protocol {
         if self.cancel_ids.len() > 16 {
             self.cancel_ids.pop_front();
         }
-        push(q, &ClientEvent::ResponseCancel {
-            event_id: Some(id),
-            response_id: Some(response_id.to_owned()),
-        });
+        push(
+            q,
+            &ClientEvent::ResponseCancel {
+                event_id: Some(id),
+                response_id: Some(response_id.to_owned()),
+            },
+        );
     }
 
     /// The event for an audio delta: `None` when its response was interrupted.
@@ -421,11 +427,14 @@ impl WireProtocol for Protocol {
     fn command(&mut self, command: ModelCommand, q: &mut Queues) {
         match command {
             ModelCommand::UserMessage { message, respond } => {
-                push(q, &ClientEvent::ConversationItemCreate {
-                    event_id: None,
-                    previous_item_id: None,
-                    item: user_item(message),
-                });
+                push(
+                    q,
+                    &ClientEvent::ConversationItemCreate {
+                        event_id: None,
+                        previous_item_id: None,
+                        item: user_item(message),
+                    },
+                );
                 if respond {
                     self.request_response(None, q);
                 }
@@ -450,11 +459,14 @@ impl WireProtocol for Protocol {
                 output,
                 respond,
             } => {
-                push(q, &ClientEvent::ConversationItemCreate {
-                    event_id: None,
-                    previous_item_id: None,
-                    item: Item::function_call_output(call_id, output),
-                });
+                push(
+                    q,
+                    &ClientEvent::ConversationItemCreate {
+                        event_id: None,
+                        previous_item_id: None,
+                        item: Item::function_call_output(call_id, output),
+                    },
+                );
                 if respond {
                     self.request_response(None, q);
                 }
@@ -478,12 +490,15 @@ impl WireProtocol for Protocol {
                     audio_end_ms,
                 }) = cut
                 {
-                    push(q, &ClientEvent::ConversationItemTruncate {
-                        event_id: None,
-                        item_id,
-                        content_index,
-                        audio_end_ms,
-                    });
+                    push(
+                        q,
+                        &ClientEvent::ConversationItemTruncate {
+                            event_id: None,
+                            item_id,
+                            content_index,
+                            audio_end_ms,
+                        },
+                    );
                 }
             }
             ModelCommand::UpdateSession(settings) => self.send_session_update(&settings, false, q),
@@ -493,20 +508,24 @@ impl WireProtocol for Protocol {
             } => {
                 for item in wire_items(*item) {
                     let id = item.id().map(str::to_owned);
-                    push(q, &ClientEvent::ConversationItemCreate {
-                        event_id: None,
-                        previous_item_id: previous_item_id.take(),
-                        item,
-                    });
+                    push(
+                        q,
+                        &ClientEvent::ConversationItemCreate {
+                            event_id: None,
+                            previous_item_id: previous_item_id.take(),
+                            item,
+                        },
+                    );
                     previous_item_id = id;
                 }
             }
-            ModelCommand::DeleteItem { item_id } => {
-                push(q, &ClientEvent::ConversationItemDelete {
+            ModelCommand::DeleteItem { item_id } => push(
+                q,
+                &ClientEvent::ConversationItemDelete {
                     event_id: None,
                     item_id,
-                })
-            }
+                },
+            ),
             ModelCommand::Raw(value) => {
                 if value.get("type").and_then(Value::as_str) == Some("response.create") {
                     self.request_response(Some(value), q);
