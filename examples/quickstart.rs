@@ -4,6 +4,7 @@
 //! cargo run --example quickstart                 # in-process simulator (no OPENAI_API_KEY set)
 //! OPENAI_API_KEY=sk-... cargo run --example quickstart   # the real OpenAI Realtime API
 //! cargo run --example quickstart -- --url ws://127.0.0.1:8765/v1/realtime   # any compatible server
+//! cargo run --example quickstart -- --tool-done-delay-ms 30   # simulator: late response.done
 //! cargo run --example quickstart -- --backend live   # OpenAI's Live API (or the simulator's Live mode)
 //! ```
 //!
@@ -11,20 +12,26 @@
 //! Paris, asks for a long story and interrupts it after about a second of audio. It prints what
 //! happens and writes the assistant's audio to `quickstart.wav`. It exits non-zero on any failure.
 //!
-//! With `--backend live` ([`LiveModel`]), the tool runs through Responses delegation, the
+//! Each question is one `run_turn`: it returns when the assistant has nothing left to do for the
+//! turn (tool calls and the answer that follows them included), with the answer's text, what
+//! the user heard of it, tool calls, usage and latencies.
+//!
+//! With `--backend live` ([`LiveModel`]), the model owns turn-taking: the tool runs through
+//! Responses delegation (the model first says it is checking, then gives the result), the
 //! microphone streams silence all along (Live's timeline advances with its input audio), and
-//! the story is interrupted the Live way: playback stops and the user speaks ("Stop.", as the
+//! the story is interrupted the Live way: playback stops and the user speaks ("Stop.", the
 //! simulator's test speech), since nothing can cancel a Live model's utterance.
 
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::StreamExt as _;
 use realtime_agents::items::Role;
 use realtime_agents::model::live::{LiveDelegation, LiveModel};
 use realtime_agents::model::{OpenAIRealtimeWebSocketModel, RealtimeModel};
 use realtime_agents::simulator::{Simulator, speech};
 use realtime_agents::{
     FunctionTool, RealtimeAgent, RealtimeRunner, RealtimeSession, RealtimeSessionEvent as E,
+    TurnResult, TurnStatus,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -37,19 +44,9 @@ struct WeatherArgs {
 
 type Failure = Box<dyn std::error::Error>;
 
-/// What one turn produced.
-#[derive(Default)]
-struct Turn {
-    audio: Vec<u8>,
-    errors: Vec<String>,
-    tools: usize,
-    interrupted: bool,
-    /// Live: a response started after the tool ended (it says the result).
-    started_after_tool: bool,
-    /// Live: the interrupted story ended (the next response answers "Stop.").
-    answered_stop: bool,
-}
-
+/// Runs one user turn and prints what happens. The turn ends when the assistant has nothing
+/// left to do for it: after tool calls and the answer that follows them. With
+/// `interrupt_after_ms`, it interrupts the answer once that much audio arrived.
 /// Test speech ("Stop.") and a second of silence, as PCM16 24 kHz bytes: how the user
 /// interrupts a Live model.
 fn spoken_stop() -> Vec<u8> {
@@ -58,104 +55,126 @@ fn spoken_stop() -> Vec<u8> {
     samples.iter().flat_map(|s| s.to_le_bytes()).collect()
 }
 
-/// Prints events until the assistant finishes speaking (after any tool calls, once
-/// `interrupt_after_ms` of audio arrived, it interrupts instead; on Live, by speaking too).
+/// Live: prints what the assistant says until a response gives `needle` (the delegated tool's
+/// result follows the turn's spoken acknowledgement).
+async fn until_said(
+    session: &mut RealtimeSession,
+    needle: &str,
+    audio: &mut Vec<u8>,
+) -> Result<String, Failure> {
+    let mut text = String::new();
+    let wait = async {
+        while let Some(event) = session.next().await {
+            match event {
+                E::TranscriptDelta {
+                    role: Role::Assistant,
+                    delta,
+                    ..
+                } => {
+                    if text.is_empty() {
+                        print!("  Assistant: ");
+                    }
+                    print!("{delta}");
+                    text.push_str(&delta);
+                }
+                E::Audio { data, .. } => audio.extend_from_slice(&data),
+                E::AgentEnd { .. } if text.contains(needle) => {
+                    println!();
+                    return Ok(());
+                }
+                E::Closed { error } => return Err(format!("the session closed: {error:?}")),
+                _ => {}
+            }
+        }
+        Err("the session ended".to_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .map_err(|_| "timed out waiting for the tool's result")??;
+    Ok(text)
+}
+
 async fn turn(
     session: &mut RealtimeSession,
-    wait_for_tool: bool,
+    message: &str,
     interrupt_after_ms: Option<usize>,
     live: bool,
-) -> Result<Turn, Failure> {
-    let mut out = Turn::default();
-    let mut at_line_start = true;
+    audio: &mut Vec<u8>,
+    failures: &mut Vec<String>,
+) -> Result<TurnResult, Failure> {
+    println!("\nYou: {message}");
+    let handle = session.handle();
+    let mut received = 0;
+    // The agent's name is printed with its first words (a response may only call tools).
     let mut speaker: Option<String> = None;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let event = tokio::time::timeout_at(deadline, session.next())
-            .await
-            .map_err(|_| "timed out waiting for the assistant")?;
-        let Some(event) = event else {
-            return Err("the session ended unexpectedly".into());
-        };
-        match event {
-            E::AgentStart { agent, .. } => {
-                speaker = Some(agent);
-                out.started_after_tool |= out.tools > 0;
+    let mut speaking = false;
+    let result = session.run_turn_with(message, |event| match event {
+        E::AgentStart { agent, .. } => speaker = Some(agent.clone()),
+        E::TranscriptDelta {
+            role: Role::Assistant,
+            delta,
+            ..
+        } => {
+            if let Some(agent) = speaker.take() {
+                print!("  {agent}: ");
+                speaking = true;
             }
-            E::TranscriptDelta {
-                role: Role::Assistant,
-                delta,
-                ..
-            } => {
-                if let Some(agent) = speaker.take() {
-                    print!("  {agent}: ");
-                    at_line_start = false;
-                }
-                print!("{delta}");
-            }
-            E::UserTranscript { transcript, .. } => println!("  (you said: {transcript})"),
-            E::Audio { data, .. } => {
-                out.audio.extend_from_slice(&data);
-                // PCM16 at 24 kHz: 48 bytes per millisecond.
-                if interrupt_after_ms
-                    .is_some_and(|ms| !out.interrupted && out.audio.len() >= ms * 48)
-                {
-                    out.interrupted = true;
-                    println!(" [interrupting]");
-                    at_line_start = true;
-                    session.interrupt().await?;
+            print!("{delta}");
+        }
+        E::AgentEnd { .. } if speaking => {
+            println!();
+            speaking = false;
+        }
+        E::Audio { data, .. } => {
+            audio.extend_from_slice(data);
+            received += data.len();
+            // PCM16 at 24 kHz: 48 bytes per millisecond.
+            if interrupt_after_ms
+                .is_some_and(|ms| received >= ms * 48 && received - data.len() < ms * 48)
+            {
+                print!(" [interrupting]");
+                let handle = handle.clone();
+                tokio::spawn(async move {
+                    handle.interrupt().await?;
                     if live {
                         for chunk in spoken_stop().chunks(960) {
-                            session.send_audio(chunk.to_vec(), false).await?;
+                            handle.send_audio(chunk.to_vec(), false).await?;
                         }
                     }
-                }
+                    Ok::<_, realtime_agents::Error>(())
+                });
             }
-            E::ToolStart {
-                tool, arguments, ..
-            } => println!("  -> calling {tool}({arguments})"),
-            E::ToolEnd { tool, output, .. } => {
-                println!("  <- {tool} returned {output:?}");
-                out.tools += 1;
-            }
-            E::AudioInterrupted { played_ms, .. } => {
-                println!("  [audio interrupted after {played_ms} ms heard]")
-            }
-            E::Usage { response, total } => {
-                if !at_line_start {
-                    println!();
-                }
-                println!(
-                    "  [usage: {} tokens this response, {} total]",
-                    response.total_tokens, total.total_tokens
-                );
-                at_line_start = true;
-            }
-            E::Error { error } => {
-                println!("\n  [error: {error}]");
-                out.errors.push(error.to_string());
-            }
-            E::Closed { error } => return Err(format!("the session closed: {error:?}").into()),
-            E::AgentEnd { .. } => {
-                if !at_line_start {
-                    println!();
-                    at_line_start = true;
-                }
-                // On Live, the spoken acknowledgement of a delegation comes before the tool's
-                // result is spoken, and the interrupted story before the answer to "Stop.".
-                let tool_spoken =
-                    !wait_for_tool || (out.tools > 0 && (!live || out.started_after_tool));
-                let interrupt_done = !live || interrupt_after_ms.is_none() || out.answered_stop;
-                if tool_spoken && interrupt_done {
-                    return Ok(out);
-                }
-                if out.interrupted {
-                    out.answered_stop = true;
-                }
-            }
-            _ => {}
         }
-    }
+        E::ToolStart {
+            tool, arguments, ..
+        } => println!("  -> calling {tool}({arguments})"),
+        E::ToolEnd { tool, output, .. } => println!("  <- {tool} returned {output:?}"),
+        E::AudioInterrupted { played_ms, .. } => {
+            println!("  [audio interrupted after {played_ms} ms heard]")
+        }
+        E::Error { error } => {
+            println!("\n  [error: {error}]");
+            failures.push(error.to_string());
+        }
+        _ => {}
+    });
+    let result = tokio::time::timeout(Duration::from_secs(90), result)
+        .await
+        .map_err(|_| "timed out waiting for the assistant")??;
+    let latency = result
+        .timings
+        .first_audio
+        .or(result.timings.first_transcript)
+        .map_or_else(|| "-".to_owned(), |d| format!("{} ms", d.as_millis()));
+    println!(
+        "  [turn {}: {}, {} tokens, first output after {latency}, {} of {} ms of audio heard]",
+        result.turn_id,
+        result.status.as_str(),
+        result.usage.total_tokens,
+        result.timings.audio_heard_ms,
+        result.timings.audio_generated_ms,
+    );
+    Ok(result)
 }
 
 async fn run() -> Result<(), Failure> {
@@ -191,7 +210,18 @@ async fn run() -> Result<(), Failure> {
             None
         }
         (None, false) => {
-            let sim = Simulator::start().await?;
+            // `--tool-done-delay-ms N`: the simulator sends a tool-calling response's
+            // `response.done` N ms after the call, as real servers sometimes do.
+            let delay = args
+                .iter()
+                .position(|a| a == "--tool-done-delay-ms")
+                .and_then(|i| args.get(i + 1))
+                .and_then(|ms| ms.parse().ok())
+                .map_or(Duration::ZERO, Duration::from_millis);
+            let sim = Simulator::builder()
+                .tool_response_done_delay(delay)
+                .start()
+                .await?;
             let url = if live { sim.live_url() } else { sim.url() };
             println!("No OPENAI_API_KEY: using the built-in simulator at {url}");
             simulator = Some(sim);
@@ -240,30 +270,58 @@ async fn run() -> Result<(), Failure> {
     });
 
     let mut audio = Vec::new();
-    let mut errors = Vec::new();
-    let mut collect = |t: Turn| {
-        audio.extend_from_slice(&t.audio);
-        errors.extend(t.errors.iter().cloned());
-        t
-    };
+    let mut failures = Vec::new();
 
-    println!("\nYou: Hello!");
-    session.send_message("Hello!").await?;
-    collect(turn(&mut session, false, None, live).await?);
-
-    println!("\nYou: What's the weather in Paris?");
-    session.send_message("What's the weather in Paris?").await?;
-    let t = collect(turn(&mut session, true, None, live).await?);
-    if t.tools == 0 {
-        return Err("the weather tool was not called".into());
+    let hello = turn(
+        &mut session,
+        "Hello!",
+        None,
+        live,
+        &mut audio,
+        &mut failures,
+    )
+    .await?;
+    if !hello.status.is_completed() {
+        failures.push(format!("the greeting ended as {}", hello.status.as_str()));
     }
 
-    println!("\nYou: Tell me a long story.");
-    session.send_message("Tell me a long story.").await?;
-    let t = collect(turn(&mut session, false, Some(1000), live).await?);
-    if !t.interrupted {
-        return Err("the story ended before a second of audio: nothing to interrupt".into());
+    let weather = turn(
+        &mut session,
+        "What's the weather in Paris?",
+        None,
+        live,
+        &mut audio,
+        &mut failures,
+    )
+    .await?;
+    let mut said = weather.text.clone();
+    if live && !said.contains("22") {
+        // The turn ended with the acknowledgement; the result comes next.
+        said = until_said(&mut session, "22", &mut audio).await?;
     }
+    if weather.tool_calls.iter().all(|c| c.tool != "get_weather") {
+        failures.push("the weather tool was not called".to_owned());
+    }
+    if !said.contains("22") {
+        failures.push(format!("the answer does not give the weather: {said:?}"));
+    }
+
+    let story = turn(
+        &mut session,
+        "Tell me a long story.",
+        Some(1000),
+        live,
+        &mut audio,
+        &mut failures,
+    )
+    .await?;
+    if story.status != TurnStatus::Cancelled && story.status != TurnStatus::Interrupted {
+        failures.push(format!(
+            "the story was not interrupted (it ended as {})",
+            story.status.as_str()
+        ));
+    }
+    println!("  [heard of the story: {:?}]", story.heard_text);
 
     if let Some(microphone) = microphone {
         microphone.abort();
@@ -288,8 +346,8 @@ async fn run() -> Result<(), Failure> {
         audio.len() as f64 / 48_000.0
     );
 
-    if !errors.is_empty() {
-        return Err(format!("{} error event(s): {errors:?}", errors.len()).into());
+    if !failures.is_empty() {
+        return Err(failures.join("; ").into());
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ pub mod redact;
 mod runner;
 mod session;
 pub mod simulator;
+pub mod testing;
 pub mod tool;
 mod transport;
 mod wake;
@@ -26,8 +27,10 @@ pub use guardrail::{GuardrailOutput, GuardrailResult, OutputGuardrail};
 pub use handoff::Handoff;
 pub use redact::Redactor;
 pub use runner::{RealtimeRunConfig, RealtimeRunner, ReconnectPolicy};
+pub use session::turn;
 pub use session::{
-    PlaybackTracker, RealtimeSession, RealtimeSessionEvent, RealtimeSessionHandle, ResponseEnd,
+    HandoffRecord, PlaybackTracker, RealtimeSession, RealtimeSessionEvent, RealtimeSessionHandle,
+    ResponseEnd, ResponseRecord, ToolCallRecord, TurnCause, TurnResult, TurnStatus, TurnTimings,
     WallClockPlaybackTracker,
 };
 /// The token type taken by [`RealtimeRunConfig::cancellation_token`] (from `tokio-util`).

@@ -483,3 +483,35 @@ async fn no_key_reaches_an_error_or_a_debug_string() {
     );
     assert!(!format!("{error:?}").contains("sk-live-wrong-secret"));
 }
+
+/// The conformance kit on the Live backend against the simulator's Live mode.
+async fn conformance_report(
+    delegation: LiveDelegation,
+) -> realtime_agents::model::conformance::Report {
+    use realtime_agents::model::conformance::{self, Options};
+    let sim = Simulator::builder().speed(0.0).start().await.unwrap();
+    let model = LiveModel::builder()
+        .url(sim.live_url())
+        .delegation(delegation)
+        .build();
+    conformance::run(&model, &Options::default()).await
+}
+
+#[tokio::test]
+async fn the_live_backend_conforms_with_responses_delegation() {
+    let report = conformance_report(LiveDelegation::responses("gpt-5.4-mini")).await;
+    println!("{report}");
+    assert!(report.passed(), "{report}");
+    let caps = report.capabilities.clone().expect("capabilities");
+    assert!(caps.model_turn_taking && caps.function_calls && caps.auto_tool_reply);
+    assert!(!caps.truncation && !caps.response_cancel && !caps.edit_items);
+}
+
+#[tokio::test]
+async fn the_live_backend_conforms_with_client_delegation() {
+    let report = conformance_report(LiveDelegation::client("get_weather")).await;
+    println!("{report}");
+    assert!(report.passed(), "{report}");
+    let caps = report.capabilities.clone().expect("capabilities");
+    assert!(caps.delegated_tools && !caps.function_calls);
+}

@@ -18,7 +18,7 @@ use futures::{SinkExt, StreamExt};
 use realtime_agents::model::OpenAIRealtimeWebSocketModel;
 use realtime_agents::{
     CancellationToken, Error, RealtimeAgent, RealtimeRunConfig, RealtimeRunner, RealtimeSession,
-    RealtimeSessionEvent as E, ReconnectPolicy, ResponseEnd,
+    RealtimeSessionEvent as E, ReconnectPolicy, ResponseEnd, TurnStatus,
 };
 use serde_json::{Value, json};
 use support::{ScriptedServer, ev, until, until_end};
@@ -295,7 +295,11 @@ async fn closed_comes_last_even_when_the_application_was_not_reading() {
     );
     let n = events.len();
     assert!(
-        matches!(&events[n - 2], E::AgentEnd { response_id, status: ResponseEnd::SessionEnded, .. } if response_id == "r1"),
+        matches!(&events[n - 3], E::AgentEnd { response_id, status: ResponseEnd::SessionEnded, .. } if response_id == "r1"),
+        "{events:#?}"
+    );
+    assert!(
+        matches!(&events[n - 2], E::TurnEnded { result } if result.status == TurnStatus::Cancelled),
         "{events:#?}"
     );
 }

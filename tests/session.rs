@@ -12,7 +12,7 @@ use realtime_agents::items::RealtimeItem;
 use realtime_agents::model::SessionSettings;
 use realtime_agents::{
     Error, FunctionTool, Handoff, PlaybackTracker, RealtimeAgent, RealtimeRunConfig,
-    RealtimeRunner, RealtimeSessionEvent as E, ResponseEnd,
+    RealtimeRunner, RealtimeSessionEvent as E, ResponseEnd, TurnCause, TurnStatus,
 };
 use serde_json::json;
 use support::script::{City, spoken_response, start, tool_script, weather_tool};
@@ -147,7 +147,17 @@ async fn text_turn_streams_transcript_audio_usage_and_history() {
         .sum();
     assert_eq!(audio, 2 * 960, "two 20 ms PCM chunks");
     assert!(
-        matches!(events.first(), Some(E::HistoryAdded { .. })),
+        matches!(
+            events.as_slice(),
+            [
+                E::TurnStarted {
+                    turn_id: 1,
+                    cause: TurnCause::Message
+                },
+                E::HistoryAdded { .. },
+                ..
+            ]
+        ),
         "{events:#?}"
     );
     assert!(
@@ -711,7 +721,11 @@ async fn server_close_mid_response_ends_the_stream_with_an_error() {
     let n = events.len();
     // The response that was cut off ends, then the session, with the server's reason, once.
     assert!(
-        matches!(&events[n - 2], E::AgentEnd { response_id, status: ResponseEnd::ConnectionLost, .. } if response_id == "r1"),
+        matches!(&events[n - 3], E::AgentEnd { response_id, status: ResponseEnd::ConnectionLost, .. } if response_id == "r1"),
+        "{events:#?}"
+    );
+    assert!(
+        matches!(&events[n - 2], E::TurnEnded { result } if result.status == TurnStatus::Failed),
         "{events:#?}"
     );
     assert!(

@@ -6,6 +6,7 @@ use crate::Error;
 use crate::guardrail::GuardrailResult;
 use crate::items::{RealtimeItem, Role};
 use crate::model::{RawServerEvent, Usage};
+use crate::session::turn::{TurnCause, TurnResult};
 
 /// How a response ended ([`RealtimeSessionEvent::AgentEnd`]).
 ///
@@ -19,9 +20,10 @@ use crate::model::{RawServerEvent, Usage};
 pub enum ResponseEnd {
     /// The model finished it.
     Completed,
-    /// Cancelled by the application (`interrupt`), a guardrail, or the server.
+    /// Cancelled by a guardrail or the server.
     Cancelled,
-    /// The user spoke over it (barge-in) and it was cut off.
+    /// Cut off by the user: speech over it (barge-in) or
+    /// [`interrupt`](crate::RealtimeSessionHandle::interrupt).
     Interrupted,
     /// Stopped early by the model (token limit, content filter).
     Incomplete,
@@ -45,6 +47,20 @@ impl ResponseEnd {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum RealtimeSessionEvent {
+    /// A user turn began (see the [turn contract](crate::turn)). Comes before every
+    /// other event of the turn.
+    TurnStarted {
+        /// The turn's number in the session, from 1.
+        turn_id: u64,
+        /// What began it.
+        cause: TurnCause,
+    },
+    /// A user turn ended: the assistant has nothing left to do for it. Exactly once per
+    /// `TurnStarted`, after every other event of the turn and before `Closed`.
+    TurnEnded {
+        /// What happened in it.
+        result: Box<TurnResult>,
+    },
     /// An agent started a response. Exactly one [`AgentEnd`](Self::AgentEnd) with the same
     /// `response_id` follows, whatever happens to the response or the session.
     AgentStart {

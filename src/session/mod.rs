@@ -4,6 +4,7 @@
 mod driver;
 mod events;
 mod playback;
+pub mod turn;
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -22,6 +23,9 @@ use driver::HistoryEdit;
 pub(crate) use driver::{Command, Driver, Shared, agent_settings};
 pub use events::{RealtimeSessionEvent, ResponseEnd};
 pub use playback::{PlaybackTracker, WallClockPlaybackTracker};
+pub use turn::{
+    HandoffRecord, ResponseRecord, ToolCallRecord, TurnCause, TurnResult, TurnStatus, TurnTimings,
+};
 
 use crate::items::{History, RealtimeItem};
 use crate::model::{ModelCommand, UserMessage};
@@ -363,6 +367,69 @@ impl RealtimeSession {
     /// The history as of the events this stream has delivered.
     pub fn history(&self) -> &[RealtimeItem] {
         self.history.items()
+    }
+
+    /// Sends a user message and waits for the end of the turn it begins (see the
+    /// [turn contract](crate::turn)): the answer, tool calls, handoffs, usage and latencies.
+    ///
+    /// The events of the turn are read from this stream on the way (the session's
+    /// [`history`](Self::history) follows them); use [`run_turn_with`](Self::run_turn_with) to
+    /// see them too. Fails with the session's closing error if it ends first.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut session: realtime_agents::RealtimeSession) -> realtime_agents::Result<()> {
+    /// let result = session.run_turn("What's the weather in Paris?").await?;
+    /// assert!(result.status.is_completed());
+    /// println!("{}", result.text);
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_turn(&mut self, message: impl Into<UserMessage>) -> Result<TurnResult> {
+        self.run_turn_with(message, |_| {}).await
+    }
+
+    /// Like [`run_turn`](Self::run_turn), and `on_event` sees every event read meanwhile
+    /// (audio to play, transcripts to show, approvals to answer from another handle...).
+    ///
+    /// ```no_run
+    /// # async fn demo(mut session: realtime_agents::RealtimeSession) -> realtime_agents::Result<()> {
+    /// use realtime_agents::RealtimeSessionEvent;
+    /// let result = session
+    ///     .run_turn_with("Tell me a story.", |event| {
+    ///         if let RealtimeSessionEvent::TranscriptDelta { delta, .. } = event {
+    ///             print!("{delta}");
+    ///         }
+    ///     })
+    ///     .await?;
+    /// println!("\n{} ms to first audio", result.timings.first_audio.unwrap_or_default().as_millis());
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_turn_with(
+        &mut self,
+        message: impl Into<UserMessage>,
+        mut on_event: impl FnMut(&RealtimeSessionEvent),
+    ) -> Result<TurnResult> {
+        use futures::StreamExt as _;
+        let (reply, rx) = oneshot::channel();
+        self.handle
+            .send(Command::Turn {
+                message: message.into(),
+                reply,
+            })
+            .await?;
+        let turn_id = rx.await.map_err(|_| Error::SessionClosed)?;
+        while let Some(event) = self.next().await {
+            on_event(&event);
+            match event {
+                RealtimeSessionEvent::TurnEnded { result } if result.turn_id == turn_id => {
+                    return Ok(*result);
+                }
+                RealtimeSessionEvent::Closed { error } => {
+                    return Err(error.unwrap_or(Error::SessionClosed));
+                }
+                _ => {}
+            }
+        }
+        Err(Error::SessionClosed)
     }
 
     /// See [`RealtimeSessionHandle::send_message`].

@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
 use super::handshake::Socket;
 use super::open::Options;
-use crate::model::{ModelCommand, ModelEvent, RealtimeConnection};
+use crate::model::{Capabilities, ModelCommand, ModelEvent, RealtimeConnection};
 use crate::wake::Wakes;
 use crate::{Error, Result};
 
@@ -90,6 +90,12 @@ pub(crate) trait WireProtocol: Send + 'static {
     /// the wait.
     fn on_close(&mut self, _q: &mut Queues) -> bool {
         false
+    }
+
+    /// What the backend supports (the connection's
+    /// [`capabilities`](RealtimeConnection::capabilities)).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
     }
 }
 
@@ -374,6 +380,10 @@ impl<P: WireProtocol> RealtimeConnection for Connection<P> {
             };
             self.on_frame(polled);
         }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.proto.capabilities()
     }
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<()> {

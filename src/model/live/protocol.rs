@@ -15,7 +15,8 @@ use super::{Config, LiveDelegation};
 use crate::audio::AudioFormat;
 use crate::items::{self, ItemStatus, MessageContent, RealtimeItem, Role};
 use crate::model::{
-    ModelCommand, ModelEvent, RawServerEvent, SessionSettings, ToolSpec, Usage, UserContent,
+    Capabilities, ModelCommand, ModelEvent, RawServerEvent, SessionSettings, ToolSpec, Usage,
+    UserContent,
 };
 use crate::transport::{Queues, WireProtocol};
 use crate::{Error, ServerError};
@@ -32,6 +33,32 @@ pub const RESPOND_NOW: &str = "Respond to the user now.";
 const APPEND_BYTES: usize = 1800;
 /// `session.start.input` takes at most this many messages.
 const MAX_INPUT_ITEMS: usize = 128;
+/// The formats a Live WebSocket takes (the same both ways).
+const FORMATS: &[AudioFormat] = &[
+    AudioFormat::PCM16_24K,
+    AudioFormat::Pcm16 { rate: 16_000 },
+    AudioFormat::G711_ULAW,
+    AudioFormat::G711_ALAW,
+];
+
+/// What a Live connection supports: the model owns turn-taking (nothing is created, cancelled
+/// or truncated by the client), the context is append-only (startup history, appended
+/// instructions), tools run through the delegation chosen at start.
+pub(crate) fn capabilities(delegation: &LiveDelegation) -> Capabilities {
+    let responses = matches!(delegation, LiveDelegation::Responses { .. });
+    Capabilities::minimal()
+        .model_turn_taking(true)
+        .input_transcription(true)
+        .audio_output(true)
+        .auto_tool_reply(true)
+        .function_calls(responses)
+        .mutable_tools(responses)
+        .delegated_tools(!responses)
+        // Seeding and the replay after a reconnect: into `session.start.input`.
+        .create_items(true)
+        .input_formats(FORMATS)
+        .output_formats(FORMATS)
+}
 
 /// A server frame, decoded in one pass with only the fields the mapping reads; everything else
 /// (and any field of an unknown event) is left to the [`ModelEvent::Raw`] that precedes it.
@@ -334,6 +361,7 @@ impl Protocol {
             }
             self.instructions = instructions;
             self.tools = tools;
+            // `SessionUpdated` comes with `session.started`.
             return;
         }
         if instructions != self.instructions && !instructions.is_empty() {
@@ -351,10 +379,17 @@ impl Protocol {
             }
             self.tools = tools;
         }
+        q.event(ModelEvent::SessionUpdated {
+            output_format: self.format,
+            server_interrupts: true,
+        });
     }
 
     fn create_item(&mut self, q: &mut Queues, item: RealtimeItem) {
-        let Some((role, text)) = history_text(&item) else {
+        let text = history_text(&item);
+        // The item joins the model's context (below) with the session's id.
+        q.event(ModelEvent::Item(item));
+        let Some((role, text)) = text else {
             return;
         };
         if let Some(start) = self.start.as_mut() {
@@ -512,12 +547,13 @@ impl Protocol {
                 status: ItemStatus::Completed,
             },
         )));
+        // Outside any response: the model delegated; it speaks the answer by itself.
         q.event(ModelEvent::FunctionCall {
             call_id: id.clone(),
             name,
             arguments,
-            item_id: id.clone(),
-            response_id: id,
+            item_id: id,
+            response_id: String::new(),
         });
     }
 
@@ -563,24 +599,24 @@ impl Protocol {
                     .filter(|id| !id.is_empty())
                     .unwrap_or_else(|| call_id.clone());
                 self.open_calls.insert(call_id.clone(), response_id.clone());
-                q.event(ModelEvent::Item(RealtimeItem::ToolCall(
-                    items::ToolCallItem {
-                        item_id: item_id.clone(),
-                        previous_item_id: None,
-                        call_id: call_id.clone(),
-                        name: name.clone(),
-                        arguments: arguments.clone(),
-                        output: None,
-                        status: ItemStatus::Completed,
-                    },
-                )));
-                q.event(ModelEvent::FunctionCall {
+                let item = ModelEvent::Item(RealtimeItem::ToolCall(items::ToolCallItem {
+                    item_id: item_id.clone(),
+                    previous_item_id: None,
+                    call_id: call_id.clone(),
+                    name: name.clone(),
+                    arguments: arguments.clone(),
+                    output: None,
+                    status: ItemStatus::Completed,
+                }));
+                // The response id is that of the utterance the call is placed in.
+                let call = ModelEvent::FunctionCall {
                     call_id,
                     name,
                     arguments,
                     item_id,
-                    response_id,
-                });
+                    response_id: String::new(),
+                };
+                self.turns.call([item, call], q);
             }
             "response.completed"
             | "response.failed"
@@ -684,6 +720,10 @@ impl WireProtocol for Protocol {
             }
             q.push_text(Value::Object(start).to_string());
         }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        capabilities(&self.config.delegation)
     }
 
     fn on_close(&mut self, q: &mut Queues) -> bool {

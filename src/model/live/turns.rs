@@ -33,6 +33,8 @@ struct Utterance {
     interrupted: bool,
     /// Some audio was delivered.
     audio: bool,
+    /// It speaks (an assistant message), rather than only calling tools.
+    message: bool,
 }
 
 /// The user's turn being transcribed.
@@ -150,6 +152,12 @@ impl Turns {
     }
 
     fn start_response(&mut self, q: &mut Queues) {
+        self.open_response(q, true);
+    }
+
+    /// Opens a response; `message`: with the assistant message it speaks (else it only calls
+    /// tools).
+    fn open_response(&mut self, q: &mut Queues, message: bool) {
         self.end_user_turn(q);
         let n = self.ids();
         let response_id = format!("resp_live{n}");
@@ -157,15 +165,13 @@ impl Turns {
         q.event(ModelEvent::ResponseStarted {
             response_id: response_id.clone(),
         });
-        q.event(ModelEvent::Item(RealtimeItem::Message(
-            items::MessageItem {
-                item_id: item_id.clone(),
-                previous_item_id: None,
-                role: Role::Assistant,
-                content: vec![MessageContent::Audio { transcript: None }],
-                status: ItemStatus::InProgress,
-            },
-        )));
+        if message {
+            q.event(ModelEvent::Item(assistant_item(
+                item_id.clone(),
+                None,
+                ItemStatus::InProgress,
+            )));
+        }
         self.response = Some(Utterance {
             response_id,
             item_id,
@@ -173,7 +179,34 @@ impl Turns {
             silent_ms: 0.0,
             interrupted: false,
             audio: false,
+            message,
         });
+    }
+
+    /// A function call of the Responses backend (its item and its call): in the utterance
+    /// being delivered, or else in a response of its own that ends with it (the session hangs
+    /// calls on responses).
+    pub(crate) fn call(&mut self, events: [ModelEvent; 2], q: &mut Queues) {
+        let own = self.response.is_none();
+        if own {
+            self.open_response(q, false);
+        }
+        let Some(r) = self.response.as_ref() else {
+            return;
+        };
+        let response_id = r.response_id.clone();
+        for mut event in events {
+            if let ModelEvent::FunctionCall {
+                response_id: id, ..
+            } = &mut event
+            {
+                id.clone_from(&response_id);
+            }
+            q.event(event);
+        }
+        if own {
+            self.end_response(q);
+        }
     }
 
     /// Ends the utterance being delivered, if any.
@@ -187,28 +220,21 @@ impl Turns {
                 content_index: 0,
             });
         }
-        q.event(ModelEvent::Item(RealtimeItem::Message(
-            items::MessageItem {
-                item_id: r.item_id,
-                previous_item_id: None,
-                role: Role::Assistant,
-                content: vec![MessageContent::Audio {
-                    transcript: Some(r.transcript),
-                }],
-                status: if r.interrupted {
-                    ItemStatus::Incomplete
-                } else {
-                    ItemStatus::Completed
-                },
-            },
-        )));
+        let (item_status, status) = if r.interrupted {
+            (ItemStatus::Incomplete, ResponseStatus::Cancelled)
+        } else {
+            (ItemStatus::Completed, ResponseStatus::Completed)
+        };
+        if r.message {
+            q.event(ModelEvent::Item(assistant_item(
+                r.item_id,
+                Some(r.transcript),
+                item_status,
+            )));
+        }
         q.event(ModelEvent::ResponseDone {
             response_id: r.response_id,
-            status: if r.interrupted {
-                ResponseStatus::Cancelled
-            } else {
-                ResponseStatus::Completed
-            },
+            status,
             usage: self.usage.take(),
         });
     }
@@ -295,6 +321,17 @@ impl Turns {
         });
         self.last_user_text = transcript;
     }
+}
+
+/// The assistant message of an utterance.
+fn assistant_item(item_id: String, transcript: Option<String>, status: ItemStatus) -> RealtimeItem {
+    RealtimeItem::Message(items::MessageItem {
+        item_id,
+        previous_item_id: None,
+        role: Role::Assistant,
+        content: vec![MessageContent::Audio { transcript }],
+        status,
+    })
 }
 
 /// Whether a chunk of output audio is silence.

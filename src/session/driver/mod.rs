@@ -8,6 +8,7 @@
 mod guardrails;
 mod history;
 mod tools;
+mod turns;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::poll_fn;
@@ -25,7 +26,7 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use super::{Canceller, PlaybackTracker, RealtimeSessionEvent, ResponseEnd};
+use super::{Canceller, PlaybackTracker, RealtimeSessionEvent, ResponseEnd, TurnCause};
 use crate::audio::AudioFormat;
 use crate::hooks::HookDecision;
 use crate::items::{History, ItemStatus, MessageItem, RealtimeItem, Role, Upsert};
@@ -39,6 +40,7 @@ use crate::{Error, RealtimeAgent, Result, RunContext};
 
 use guardrails::{GuardDone, GuardText, Held};
 use tools::{Batch, PendingApproval, ToolDone};
+use turns::{SessionEnd, Turns};
 
 /// How long `close` waits for the peer to acknowledge the close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -95,6 +97,11 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<()>>,
     },
     UpdateHistory(HistoryEdit, oneshot::Sender<Result<()>>),
+    /// A user message that begins a turn; the reply is the turn's id.
+    Turn {
+        message: crate::model::UserMessage,
+        reply: oneshot::Sender<u64>,
+    },
 }
 
 /// What the session task shares with the runner.
@@ -207,6 +214,9 @@ pub(crate) struct Driver {
     playing: Option<Playing>,
     audio_started: bool,
     usage: Usage,
+    turns: Turns,
+    session_span: tracing::Span,
+    /// The span of the response being generated (its tools run under it).
     turn_span: tracing::Span,
     wakes: Wakes<{ wake::SOURCES }>,
     /// Microphone audio waiting for its batch to fill (`input_audio_batch`).
@@ -259,6 +269,8 @@ impl Driver {
             playing: None,
             audio_started: false,
             usage: Usage::default(),
+            turns: Turns::default(),
+            session_span: tracing::Span::none(),
             turn_span: tracing::Span::none(),
             wakes: Wakes::new(),
             mic: BytesMut::new(),
@@ -271,8 +283,9 @@ impl Driver {
         self.cancel.clone()
     }
 
-    pub(crate) async fn run(self) {
+    pub(crate) async fn run(mut self) {
         let span = tracing::info_span!("realtime_session", agent = %self.agent.name());
+        self.session_span = span.clone();
         self.run_inner().instrument(span).await
     }
 
@@ -477,6 +490,7 @@ impl Driver {
             },
             other => other,
         };
+        self.turns.observe(&event);
         if !self.tail.is_empty() {
             // Once events go to the tail, all later ones do, to keep the order.
             return self.tail.push_back(event);
@@ -526,11 +540,25 @@ impl Driver {
                 return;
             }
         }
+        let asks_response = match &command {
+            ModelCommand::UserMessage { respond, .. }
+            | ModelCommand::ToolOutput { respond, .. } => *respond,
+            ModelCommand::CreateResponse => true,
+            ModelCommand::Raw(event) => {
+                event.get("type").and_then(serde_json::Value::as_str) == Some("response.create")
+            }
+            _ => false,
+        };
         // The frame goes out when the connection is polled, together with any others queued
         // in this pass.
         self.wakes.mark(wake::CONNECTION);
-        if let Err(error) = self.conn.send(command) {
-            self.emit(RealtimeSessionEvent::Error { error }).await;
+        match self.conn.send(command) {
+            Ok(()) if asks_response => {
+                let owner = self.turns.request_owner.take();
+                self.turn_request(owner).await;
+            }
+            Ok(()) => {}
+            Err(error) => self.emit(RealtimeSessionEvent::Error { error }).await,
         }
     }
 
@@ -557,6 +585,12 @@ impl Driver {
             ResponseEnd::ConnectionLost
         };
         self.end_active_response(how).await;
+        let end = if graceful {
+            SessionEnd::Ended(error.clone())
+        } else {
+            SessionEnd::Lost(error.clone())
+        };
+        self.end_all_turns(end).await;
         match &error {
             Some(error) => tracing::warn!(%error, "session ended with an error"),
             None => tracing::debug!("session closed"),
@@ -612,7 +646,9 @@ impl Driver {
                         replayed_items,
                     })
                     .await;
-                    // Tool outputs of the lost response still get their response.
+                    // Requests sent on the lost connection died with it; tool outputs of the
+                    // lost response still get their response.
+                    self.turns.forget_requests();
                     let ids: Vec<String> = self.batches.keys().cloned().collect();
                     for id in ids {
                         if let Some(batch) = self.batches.get_mut(&id) {
@@ -620,6 +656,7 @@ impl Driver {
                         }
                         self.respond_if_batch_complete(&id).await;
                     }
+                    self.end_idle_turns().await;
                     return;
                 }
                 Err(e) => {
@@ -634,7 +671,7 @@ impl Driver {
     /// Ends the response in flight, if any, with `how` (its connection or session is gone).
     async fn end_active_response(&mut self, how: ResponseEnd) {
         if let Some(response_id) = self.active_response.take() {
-            self.agent_end(response_id, how).await;
+            self.agent_end(response_id, how, None).await;
         }
         self.held.clear();
         self.guard = GuardText::default();
@@ -642,6 +679,15 @@ impl Driver {
     }
 
     async fn on_command(&mut self, command: Command) {
+        match &command {
+            Command::Model(ModelCommand::UserMessage { respond: true, .. }) => {
+                self.begin_turn(TurnCause::Message).await;
+            }
+            Command::Model(ModelCommand::Audio { commit: true, .. }) => {
+                self.begin_turn(TurnCause::AudioCommitted).await;
+            }
+            _ => {}
+        }
         match command {
             Command::Model(ModelCommand::Audio { audio, commit })
                 if !self.shared.config.input_audio_batch.is_zero() =>
@@ -681,6 +727,15 @@ impl Driver {
                 self.update_history(edit).await;
                 let _ = reply.send(Ok(()));
             }
+            Command::Turn { message, reply } => {
+                let turn_id = self.begin_turn(TurnCause::Message).await;
+                let _ = reply.send(turn_id);
+                self.send(ModelCommand::UserMessage {
+                    message,
+                    respond: true,
+                })
+                .await;
+            }
         }
     }
 
@@ -705,7 +760,7 @@ impl Driver {
 
     /// Reports the end of the response that `AgentStart` announced (the caller took it out of
     /// `active_response`).
-    async fn agent_end(&mut self, response_id: String, status: ResponseEnd) {
+    async fn agent_end(&mut self, response_id: String, status: ResponseEnd, usage: Option<Usage>) {
         let agent = self
             .response_agent
             .take()
@@ -716,6 +771,7 @@ impl Driver {
         if let Some(hooks) = &self.shared.config.hooks {
             hooks.on_agent_end(&self.shared.context, &agent);
         }
+        self.turn_response_ended(&response_id, status, usage);
         let agent = agent.name().to_owned();
         self.emit(RealtimeSessionEvent::AgentEnd {
             agent,
@@ -752,9 +808,11 @@ impl Driver {
                         "response `{response_id}` started before response `{previous}` ended"
                     ));
                     self.emit(E::Error { error }).await;
-                    self.agent_end(previous, ResponseEnd::Incomplete).await;
+                    self.agent_end(previous, ResponseEnd::Incomplete, None)
+                        .await;
                 }
-                self.turn_span = tracing::info_span!("turn", response_id = %response_id, agent = %self.agent.name());
+                let turn = self.turn_response_started(&response_id).await;
+                self.turn_span = tracing::info_span!(parent: &turn, "response", response_id = %response_id, agent = %self.agent.name());
                 self.turn_span
                     .in_scope(|| tracing::debug!("response started"));
                 self.active_response = Some(response_id.clone());
@@ -797,7 +855,7 @@ impl Driver {
                         ResponseStatus::Failed => ResponseEnd::Failed,
                         _ => ResponseEnd::Completed,
                     };
-                    self.agent_end(response_id.clone(), how).await;
+                    self.agent_end(response_id.clone(), how, usage).await;
                 } else {
                     let error = Error::Contract(format!(
                         "response `{response_id}` ended, but it never started (no ResponseStarted)"
@@ -809,6 +867,7 @@ impl Driver {
                     .or_default()
                     .response_done = true;
                 self.respond_if_batch_complete(&response_id).await;
+                self.end_idle_turns().await;
                 self.turn_span = tracing::Span::none();
             }
             ModelEvent::Audio {
@@ -924,6 +983,9 @@ impl Driver {
                 item_id: _,
                 response_id,
             } => {
+                let agent = self.agent.name().to_owned();
+                self.turns
+                    .function_call(&agent, &response_id, &call_id, &name, &arguments);
                 self.on_function_call(call_id, name, arguments, response_id)
                     .await
             }
@@ -931,6 +993,7 @@ impl Driver {
                 item_id,
                 audio_start_ms,
             } => {
+                self.begin_turn(TurnCause::Speech).await;
                 self.emit(E::InputSpeechStarted {
                     item_id,
                     audio_start_ms,
@@ -949,7 +1012,9 @@ impl Driver {
                     item_id,
                     audio_end_ms,
                 })
-                .await
+                .await;
+                self.turn_speech_stopped().await;
+                self.end_idle_turns().await;
             }
             ModelEvent::InputAudioTimeout {
                 item_id,

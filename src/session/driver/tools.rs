@@ -313,7 +313,10 @@ impl Driver {
             };
             self.emit(RealtimeSessionEvent::Error { error }).await;
         }
-        if !switched {
+        if switched {
+            // A handoff reports `Handoff` instead of `ToolEnd`; its turn still records the call.
+            self.turns.call_output(&done.call_id, &output, is_error);
+        } else {
             self.emit(RealtimeSessionEvent::ToolEnd {
                 agent: done.agent,
                 tool: done.tool,
@@ -328,6 +331,7 @@ impl Driver {
         batch.running = batch.running.saturating_sub(1);
         batch.respond |= !done.background;
         self.respond_if_batch_complete(&done.batch).await;
+        self.end_idle_turns().await;
     }
 
     /// One `response.create` per response's calls, once every call is answered (none when all
@@ -338,8 +342,11 @@ impl Driver {
             .get(batch)
             .is_some_and(|b| b.response_done && b.running == 0);
         if complete {
+            // The answer to these outputs belongs to the calls' turn.
+            let owner = self.turns.batch_owner(batch);
             if let Some(batch) = self.batches.remove(batch) {
                 if batch.respond {
+                    self.turns.request_owner = owner;
                     self.send(ModelCommand::CreateResponse).await;
                 }
             }
