@@ -33,11 +33,19 @@
 //! | user items | the server's items | the client's: a user turn is an item (`item_live_in<N>`) opened at its first transcript fragment and completed (`InputTranscriptCompleted`) when the model answers or delegates, or a new fragment starts 800 ms after the last; typed messages are echoed as items |
 //! | typed text | `conversation.item.create` | `session.thinking.append` `"user: <text>"` (silent context; images are refused), then commentary to answer when asked |
 //! | instructions | `session.update`, any time | fixed at start; a change is appended (`session.instructions.append`, ≤ 500 tokens a piece) as a standing rule; voice and audio formats never change |
-//! | tools | `session.tools`, function calls in responses | delegation, chosen once per session ([`LiveDelegation`]): `Responses` declares the tools to a Responses model, whose calls arrive in `response.event`s and whose outputs go back as `response.item.create` followed by one `response.create` once every open call is answered; `Client` delegates to the application: each `session.delegation.created` is a call of one tool (the task in its arguments) and its output is spoken through `session.commentary.append` with the delegation's id |
-//! | history | `conversation.item.create`/`delete` | append-only: `CreateItem` before the start frame is written goes into `session.start.input` (text messages; tool calls as developer notes; the newest 128), later as `thinking`; `DeleteItem` is refused with an error event |
+//! | tools | `session.tools`, function calls in responses | delegation, chosen once per session ([`LiveDelegation`]). `Responses` declares the tools to a Responses model; its calls arrive in `response.event`s and become `FunctionCall`s inside the utterance being delivered, or inside a response of their own (`ResponseStarted`, the call, `ResponseDone`); outputs go back as `response.item.create`, then one `response.create` once every open call is answered (the service refuses a partial batch), and the model speaks the result itself. `Client` delegates to the application: each `session.delegation.created` is a `FunctionCall` of one tool, outside any response (`response_id` empty), with `{"task": <what the user said>}` since the event carries no task text; its output is spoken through `session.commentary.append` with the delegation's id. The agent's tools are named in the instructions (`Delegate to the application, as one task, requests for: …`) so that the model knows what to delegate |
+//! | history | `conversation.item.create`/`delete` | append-only: `CreateItem` before the start frame is written (seeding, the replay after a reconnect) goes into `session.start.input` (text messages; system as developer; tool calls as developer notes; the newest 128), later into `thinking`; either way it is echoed as its `Item` with the same id. `DeleteItem` and positioned items are refused (an `Error` event) |
 //! | reconnect | a new session, history replayed as items | the same: a new Live session seeded through `session.start.input` (the API restores nothing itself) |
 //! | usage | tokens per response | seconds in `session.usage.updated` (raw events only); backend tokens from `response.event` are added to the next `ResponseDone` |
 //! | close | close frame | `session.close`, then `session.closed` (bounded by the session's close grace), then the close frame; a `session.closed` the client did not ask for ends the connection with [`Error::Closed`](crate::Error::Closed) |
+//!
+//! The connection's [`capabilities`](crate::model::RealtimeConnection::capabilities) say so:
+//! `model_turn_taking`, `input_transcription`, `audio_output`, `auto_tool_reply`,
+//! `create_items` (the start-up input); `function_calls` and `mutable_tools` with Responses
+//! delegation, `delegated_tools` with client delegation; no truncation, response create or
+//! cancel, server turn detection, manual turns, mutable instructions or voice, item edits,
+//! text output or images. Formats: PCM16 at 16 or 24 kHz, G.711 μ-law and A-law, the same
+//! both ways.
 //!
 //! Mute, unmute and the three appends are raw events; [`mute`], [`unmute`], [`commentary`],
 //! [`thinking`] and [`instructions`] build them for

@@ -148,7 +148,7 @@ impl OpenAIRealtimeWebSocketModelBuilder {
     /// `interval + timeout` after its last frame (40 s with the defaults), with no action from
     /// the application: as [`Reconnecting`](crate::RealtimeSessionEvent::Reconnecting) when a
     /// [`ReconnectPolicy`](crate::ReconnectPolicy) is set, otherwise as the final
-    /// [`Closed`](crate::RealtimeSessionEvent::Closed) with an [`Error::Timeout`].
+    /// [`Closed`](crate::RealtimeSessionEvent::Closed) with an [`Error::Timeout`](crate::Error::Timeout).
     ///
     /// ```
     /// use std::time::Duration;
