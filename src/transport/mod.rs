@@ -12,4 +12,4 @@ pub(crate) mod handshake;
 mod open;
 
 pub(crate) use connection::{Connection, Queues, WireProtocol};
-pub(crate) use open::{Options, Secret, open, strip_query};
+pub(crate) use open::{Options, Secret, open, strip_query, transport_setters};

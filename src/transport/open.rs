@@ -179,3 +179,91 @@ fn refusal_redactor(options: &Options, url: &str, public_query: &[&str]) -> crat
             ),
     )
 }
+
+/// The builder methods every WebSocket backend shares (credentials, timeouts, limits), for a
+/// builder whose `config.transport` is an [`Options`]. `$model` names the model type as a path
+/// below `realtime_agents::model` (for the examples).
+macro_rules! transport_setters {
+    ($model:literal) => {
+        /// The API key (default: `OPENAI_API_KEY`). It never shows in `Debug` output, logs or
+        /// errors.
+        ///
+        /// ```
+        #[doc = concat!("let model = realtime_agents::model::", $model, "::builder().api_key(\"sk-test\").build();")]
+        /// assert!(!format!("{model:?}").contains("sk-test"));
+        /// ```
+        pub fn api_key(mut self, key: impl Into<String>) -> Self {
+            self.config.transport.api_key = Some($crate::transport::Secret::new(key.into()));
+            self
+        }
+
+        /// Adds a header (Azure's `api-key`, a gateway's). With any custom header, no
+        /// `Authorization` header is added; values never show in `Debug` output.
+        ///
+        /// ```
+        #[doc = concat!("let model = realtime_agents::model::", $model, "::builder().header(\"api-key\", \"az-test\").build();")]
+        /// assert!(!format!("{model:?}").contains("az-test"));
+        /// ```
+        pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+            self.config
+                .transport
+                .headers
+                .push((name.into(), $crate::transport::Secret::new(value.into())));
+            self
+        }
+
+        /// How long the connection and WebSocket handshake may take (default 10 s).
+        ///
+        /// ```
+        #[doc = concat!("let model = realtime_agents::model::", $model, "::builder()")]
+        ///     .handshake_timeout(std::time::Duration::from_secs(5))
+        ///     .build();
+        /// # let _ = model;
+        /// ```
+        pub fn handshake_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.config.transport.handshake_timeout = timeout;
+            self
+        }
+
+        /// Keep-alive (default: a ping every 20 s, 20 s to answer); `interval: None` disables it.
+        ///
+        /// Any frame from the server counts as proof of life, not only a pong, and time the
+        /// session spends waiting for the application to read its events never counts against
+        /// the server: frames that arrived meanwhile are read before the server is judged. A
+        /// server that stops sending anything (a frozen process, a network black hole) is
+        /// reported at most `interval + timeout` after its last frame (40 s with the defaults),
+        /// with no action from the application: as
+        /// [`Reconnecting`](crate::RealtimeSessionEvent::Reconnecting) when a
+        /// [`ReconnectPolicy`](crate::ReconnectPolicy) is set, otherwise as the final
+        /// [`Closed`](crate::RealtimeSessionEvent::Closed) with an
+        /// [`Error::Timeout`](crate::Error::Timeout).
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// // Notice a dead server within 15 s (a ping every 10 s, 5 s to answer).
+        #[doc = concat!("let model = realtime_agents::model::", $model, "::builder()")]
+        ///     .ping(Some(Duration::from_secs(10)), Duration::from_secs(5))
+        ///     .build();
+        /// # let _ = model;
+        /// ```
+        pub fn ping(mut self, interval: Option<std::time::Duration>, timeout: std::time::Duration) -> Self {
+            self.config.transport.ping_interval = interval;
+            self.config.transport.ping_timeout = timeout;
+            self
+        }
+
+        /// Largest accepted frame (default 16 MiB). Larger frames close the connection with an
+        /// error.
+        ///
+        /// ```
+        #[doc = concat!("let model = realtime_agents::model::", $model, "::builder().max_frame_size(1 << 20).build();")]
+        /// # let _ = model;
+        /// ```
+        pub fn max_frame_size(mut self, bytes: usize) -> Self {
+            self.config.transport.max_frame_size = bytes;
+            self
+        }
+    };
+}
+
+pub(crate) use transport_setters;

@@ -64,7 +64,6 @@ mod turns;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
@@ -74,7 +73,7 @@ use self::protocol::Protocol;
 use super::{RealtimeConnection, RealtimeModel, SessionSettings};
 use crate::Result;
 use crate::protocol::Voice;
-use crate::transport::{Connection, Options, Secret, strip_query};
+use crate::transport::{Connection, Options, strip_query};
 
 pub use self::protocol::RESPOND_NOW;
 pub(crate) use self::protocol::format_json;
@@ -117,11 +116,22 @@ pub enum LiveDelegation {
 
 impl LiveDelegation {
     /// Client delegation: each delegation calls `tool`.
+    ///
+    /// ```
+    /// use realtime_agents::model::live::LiveDelegation;
+    /// assert_eq!(LiveDelegation::default(), LiveDelegation::client("delegate"));
+    /// ```
     pub fn client(tool: impl Into<String>) -> Self {
         Self::Client { tool: tool.into() }
     }
 
     /// Responses delegation to `model`.
+    ///
+    /// ```
+    /// use realtime_agents::model::live::LiveDelegation;
+    /// let delegation = LiveDelegation::responses("gpt-5.4-mini");
+    /// assert!(matches!(delegation, LiveDelegation::Responses { instructions: None, .. }));
+    /// ```
     pub fn responses(model: impl Into<String>) -> Self {
         Self::Responses {
             model: model.into(),
@@ -130,6 +140,12 @@ impl LiveDelegation {
     }
 
     /// Sets the Responses backend's instructions (no effect on client delegation).
+    ///
+    /// ```
+    /// use realtime_agents::model::live::LiveDelegation;
+    /// let delegation = LiveDelegation::responses("gpt-5.4-mini").with_instructions("Be exact.");
+    /// assert!(matches!(delegation, LiveDelegation::Responses { instructions: Some(_), .. }));
+    /// ```
     #[must_use]
     pub fn with_instructions(mut self, text: impl Into<String>) -> Self {
         if let Self::Responses { instructions, .. } = &mut self {
@@ -179,19 +195,13 @@ impl fmt::Debug for Config {
 /// # async fn main() -> realtime_agents::Result<()> {
 /// use realtime_agents::model::live::LiveModel;
 /// use realtime_agents::simulator::Simulator;
-/// use realtime_agents::{RealtimeAgent, RealtimeRunner, RealtimeSessionEvent};
+/// use realtime_agents::{RealtimeAgent, RealtimeRunner};
 ///
 /// let sim = Simulator::builder().speed(0.0).start().await?;
 /// let model = LiveModel::builder().url(sim.live_url()).build();
 /// let mut session = RealtimeRunner::new(RealtimeAgent::new("Assistant")).model(model).run(()).await?;
-/// session.send_message("Hello!").await?;
-/// while let Some(event) = session.next().await {
-///     if let RealtimeSessionEvent::AgentEnd { .. } = event {
-///         break;
-///     }
-/// }
-/// let said = session.history().last().and_then(|i| i.as_message()).map(|m| m.text());
-/// assert_eq!(said.as_deref(), Some("Hello! I'm a simulated assistant. How can I help you today?"));
+/// let turn = session.run_turn("Hello!").await?;
+/// assert_eq!(turn.text, "Hello! I'm a simulated assistant. How can I help you today?");
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
@@ -258,65 +268,62 @@ pub struct LiveModelBuilder {
 impl LiveModelBuilder {
     /// Connects to this URL instead of the OpenAI endpoint (proxies, simulators). Nothing is
     /// added to it: Live takes the model in `session.start`, not in the URL.
+    ///
+    /// ```
+    /// use realtime_agents::model::live::LiveModel;
+    /// let model = LiveModel::builder().url("ws://127.0.0.1:8765/v1/live/sessions").build();
+    /// # let _ = model;
+    /// ```
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.config.url = Some(url.into());
         self
     }
 
-    /// The API key (default: `OPENAI_API_KEY`).
-    pub fn api_key(mut self, key: impl Into<String>) -> Self {
-        self.config.transport.api_key = Some(Secret::new(key.into()));
-        self
-    }
-
     /// The model (default `gpt-live-1`); a session's `SessionSettings::model` overrides it.
+    ///
+    /// ```
+    /// let model = realtime_agents::model::live::LiveModel::builder().model("gpt-live-1.1").build();
+    /// # let _ = model;
+    /// ```
     pub fn model(mut self, model: impl Into<String>) -> Self {
         self.config.model = model.into();
         self
     }
 
-    /// The voice, unless the session's settings name one (default: the API's, `marin`).
+    /// The voice, unless the session's settings name one (default: the API's, `marin`). It
+    /// cannot change once the session has started.
+    ///
+    /// ```
+    /// let model = realtime_agents::model::live::LiveModel::builder().voice("cedar").build();
+    /// # let _ = model;
+    /// ```
     pub fn voice(mut self, voice: impl Into<Voice>) -> Self {
         self.config.voice = Some(voice.into());
         self
     }
 
     /// Who handles delegated work (default: client delegation to a tool named `delegate`).
+    ///
+    /// ```
+    /// use realtime_agents::model::live::{LiveDelegation, LiveModel};
+    /// let model = LiveModel::builder()
+    ///     .delegation(LiveDelegation::responses("gpt-5.4-mini").with_instructions("Be exact."))
+    ///     .build();
+    /// # let _ = model;
+    /// ```
     pub fn delegation(mut self, delegation: LiveDelegation) -> Self {
         self.config.delegation = delegation;
         self
     }
 
-    /// Adds a header. With any custom header, no `Authorization` header is added.
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.config
-            .transport
-            .headers
-            .push((name.into(), Secret::new(value.into())));
-        self
-    }
-
-    /// How long the connection and WebSocket handshake may take (default 10 s).
-    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.config.transport.handshake_timeout = timeout;
-        self
-    }
-
-    /// Keep-alive (default: a ping every 20 s, 20 s to answer); `interval: None` disables it.
-    /// Any frame counts as proof of life, as on the Realtime backend.
-    pub fn ping(mut self, interval: Option<Duration>, timeout: Duration) -> Self {
-        self.config.transport.ping_interval = interval;
-        self.config.transport.ping_timeout = timeout;
-        self
-    }
-
-    /// Largest accepted frame (default 16 MiB). Larger frames close the connection with an error.
-    pub fn max_frame_size(mut self, bytes: usize) -> Self {
-        self.config.transport.max_frame_size = bytes;
-        self
-    }
+    crate::transport::transport_setters!("live::LiveModel");
 
     /// The finished model.
+    ///
+    /// ```
+    /// let model = realtime_agents::model::live::LiveModel::builder().build();
+    /// # let _ = model;
+    /// ```
     pub fn build(self) -> LiveModel {
         LiveModel {
             config: Arc::new(self.config),
@@ -395,7 +402,7 @@ pub fn instructions(text: impl Into<String>) -> Value {
 }
 
 /// Benchmark hooks: the Live protocol's frame handling without a socket. Not a stable API;
-/// `benches/live.rs` uses it.
+/// `benches/session.rs` uses it (`live_wire/*`).
 #[doc(hidden)]
 pub mod bench {
     use tokio_tungstenite::tungstenite::Utf8Bytes;

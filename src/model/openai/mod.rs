@@ -7,7 +7,6 @@ mod sequencer;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
@@ -16,7 +15,7 @@ use self::protocol::Protocol;
 use super::{RealtimeConnection, RealtimeModel, SessionSettings};
 use crate::Result;
 use crate::protocol::ClientEvent;
-use crate::transport::{Connection, Options, Secret, strip_query};
+use crate::transport::{Connection, Options, strip_query};
 
 const DEFAULT_MODEL: &str = "gpt-realtime";
 const DEFAULT_BASE_URL: &str = "wss://api.openai.com/v1/realtime";
@@ -105,12 +104,6 @@ impl OpenAIRealtimeWebSocketModelBuilder {
         self
     }
 
-    /// The API key (default: `OPENAI_API_KEY`).
-    pub fn api_key(mut self, key: impl Into<String>) -> Self {
-        self.config.transport.api_key = Some(Secret::new(key.into()));
-        self
-    }
-
     /// The model name (default `gpt-realtime`).
     pub fn model(mut self, model: impl Into<String>) -> Self {
         self.config.model = model.into();
@@ -124,52 +117,7 @@ impl OpenAIRealtimeWebSocketModelBuilder {
         self
     }
 
-    /// Adds a header. With any custom header, no `Authorization` header is added.
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.config
-            .transport
-            .headers
-            .push((name.into(), Secret::new(value.into())));
-        self
-    }
-
-    /// How long the connection and WebSocket handshake may take (default 10 s).
-    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.config.transport.handshake_timeout = timeout;
-        self
-    }
-
-    /// Keep-alive (default: a ping every 20 s, 20 s to answer); `interval: None` disables it.
-    ///
-    /// Any frame from the server counts as proof of life, not only a pong, and time the session
-    /// spends waiting for the application to read its events never counts against the server:
-    /// frames that arrived meanwhile are read before the server is judged. A server that stops
-    /// sending anything (a frozen process, a network black hole) is reported at most
-    /// `interval + timeout` after its last frame (40 s with the defaults), with no action from
-    /// the application: as [`Reconnecting`](crate::RealtimeSessionEvent::Reconnecting) when a
-    /// [`ReconnectPolicy`](crate::ReconnectPolicy) is set, otherwise as the final
-    /// [`Closed`](crate::RealtimeSessionEvent::Closed) with an [`Error::Timeout`](crate::Error::Timeout).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use realtime_agents::model::OpenAIRealtimeWebSocketModel;
-    /// // Notice a dead server within 15 s (a ping every 10 s, 5 s to answer).
-    /// let model = OpenAIRealtimeWebSocketModel::builder()
-    ///     .ping(Some(Duration::from_secs(10)), Duration::from_secs(5))
-    ///     .build();
-    /// # let _ = model;
-    /// ```
-    pub fn ping(mut self, interval: Option<Duration>, timeout: Duration) -> Self {
-        self.config.transport.ping_interval = interval;
-        self.config.transport.ping_timeout = timeout;
-        self
-    }
-
-    /// Largest accepted frame (default 16 MiB). Larger frames close the connection with an error.
-    pub fn max_frame_size(mut self, bytes: usize) -> Self {
-        self.config.transport.max_frame_size = bytes;
-        self
-    }
+    crate::transport::transport_setters!("OpenAIRealtimeWebSocketModel");
 
     /// The finished model.
     pub fn build(self) -> OpenAIRealtimeWebSocketModel {
