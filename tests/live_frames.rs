@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use realtime_agents::items::{RealtimeItem, Role};
+use realtime_agents::model::SessionSettings;
 use realtime_agents::model::live::{self, LiveDelegation, LiveModel};
 use realtime_agents::simulator::{Simulator, speech};
 use realtime_agents::{
@@ -73,11 +74,13 @@ async fn responses_session(sim: &Simulator) {
     let agent = RealtimeAgent::new("Assistant")
         .instructions("Be brief.")
         .tool(weather);
-    let config = RealtimeRunConfig::new().history(vec![
-        RealtimeItem::text(Role::User, "My name is Ada."),
-        RealtimeItem::text(Role::Assistant, "Hello Ada."),
-        RealtimeItem::text(Role::System, "The user is on the premium plan."),
-    ]);
+    let config = RealtimeRunConfig::new()
+        .settings(SessionSettings::new().extra("store", serde_json::json!(false)))
+        .history(vec![
+            RealtimeItem::text(Role::User, "My name is Ada."),
+            RealtimeItem::text(Role::Assistant, "Hello Ada."),
+            RealtimeItem::text(Role::System, "The user is on the premium plan."),
+        ]);
     let mut session = RealtimeRunner::new(agent)
         .model(model)
         .config(config)
@@ -164,6 +167,7 @@ async fn every_client_event_kind_the_backend_sends() {
     assert_eq!(start["input"].as_array().map(Vec::len), Some(3));
     assert_eq!(start["input"][2]["role"], "developer");
     assert_eq!(start["audio"]["output"]["voice"], "cedar");
+    assert_eq!(start["store"], false);
     if let Ok(path) = std::env::var("LIVE_FRAMES_OUT") {
         let lines: Vec<String> = events.iter().map(Value::to_string).collect();
         std::fs::write(&path, lines.join("\n") + "\n").expect("write the frames");

@@ -36,14 +36,12 @@ pub(crate) struct Queues {
 
 impl Queues {
     /// Queues a text frame.
-    #[inline]
     pub(crate) fn push_text(&mut self, text: String) {
         self.frame_bytes += text.len();
         self.frames.push_back(Message::Text(text.into()));
     }
 
     /// Queues an event.
-    #[inline]
     pub(crate) fn event(&mut self, event: ModelEvent) {
         self.events.push_back(event);
     }

@@ -212,6 +212,10 @@ impl Protocol {
             "delegation".into(),
             delegation_json(&config.delegation, &tools),
         );
+        // `store`, `safety_identifier`, `triggers`...: as given (the API rejects unknown fields).
+        for (key, value) in &settings.extra {
+            session.insert(key.clone(), value.clone());
+        }
         let mut start = Map::new();
         start.insert("type".into(), Value::from("session.start"));
         start.insert("session".into(), Value::Object(session));
