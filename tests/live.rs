@@ -64,7 +64,7 @@ async fn speak(session: &RealtimeSession, text: &str) {
     }
 }
 
-/// Waits for `session.started` to have been handled (audio before it is dropped).
+/// Waits until `session.start` went out and `session.started` had time to come back.
 async fn started(session: &mut RealtimeSession, sim: &Simulator) {
     tokio::time::timeout(Duration::from_secs(5), async {
         loop {
@@ -138,7 +138,6 @@ async fn a_text_turn_is_one_response_with_history() {
 async fn an_audio_turn_is_transcribed_and_answered() {
     let sim = Simulator::builder().speed(0.0).start().await.unwrap();
     let mut session = sim_session(&sim, RealtimeAgent::new("Assistant")).await;
-    started(&mut session, &sim).await;
     speak(&session, "hello there").await;
     let events = until(&mut session, |e| matches!(e, E::AgentEnd { .. })).await;
     no_errors(&events);
@@ -166,7 +165,6 @@ async fn a_tool_runs_through_responses_delegation() {
         .build();
     let agent = RealtimeAgent::new("Assistant").tool(weather());
     let mut session = session_with(model, agent, RealtimeRunConfig::new()).await;
-    started(&mut session, &sim).await;
     speak(&session, "What's the weather in Paris?").await;
     let events = until(
         &mut session,
@@ -209,7 +207,6 @@ async fn client_delegation_calls_the_task_tool_and_the_answer_is_spoken() {
     });
     let agent = RealtimeAgent::new("Assistant").tool(tool);
     let mut session = session_with(model, agent, RealtimeRunConfig::new()).await;
-    started(&mut session, &sim).await;
     speak(&session, "What's the weather in Paris?").await;
     let events = until(
         &mut session,
@@ -514,4 +511,79 @@ async fn the_live_backend_conforms_with_client_delegation() {
     assert!(report.passed(), "{report}");
     let caps = report.capabilities.clone().expect("capabilities");
     assert!(caps.delegated_tools && !caps.function_calls);
+}
+
+/// A buffer the TRACE capture writes to.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A Live session with a key, a refused upgrade (wrong key) and a close, under a global TRACE
+/// capture (with the `log` bridge): the key never shows.
+#[tokio::test]
+async fn trace_capture_of_live_sessions_never_shows_the_key() {
+    const KEY: &str = "sk-proj-LIVE-CANARY-5e1d2c3b4a59";
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .try_init()
+        .expect("the only global subscriber of this test binary");
+    let sim = Simulator::builder()
+        .speed(0.0)
+        .require_api_key(KEY)
+        .start()
+        .await
+        .unwrap();
+    let refused = RealtimeRunner::new(RealtimeAgent::new("A"))
+        .model(
+            LiveModel::builder()
+                .url(sim.live_url())
+                .api_key("sk-proj-LIVE-WRONG-00000000")
+                .build(),
+        )
+        .run(())
+        .await
+        .expect_err("refused");
+    assert!(matches!(
+        refused,
+        Error::Connect {
+            status: Some(401),
+            ..
+        }
+    ));
+    let model = LiveModel::builder()
+        .url(sim.live_url())
+        .api_key(KEY)
+        .build();
+    let mut session = session_with(model, RealtimeAgent::new("A"), RealtimeRunConfig::new()).await;
+    session.send_message("Hello!").await.unwrap();
+    until(&mut session, |e| matches!(e, E::AgentEnd { .. })).await;
+    session.close().await;
+    until_end(&mut session).await;
+    let text = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    assert!(text.contains("Live session started"), "{text}");
+    assert!(text.contains("tungstenite"), "the log bridge is on: {text}");
+    assert_eq!(text.matches(KEY).count(), 0, "the key is in the capture");
+    assert_eq!(
+        text.matches(&KEY[8..24]).count(),
+        0,
+        "part of the key is in the capture"
+    );
+    assert!(
+        !text.contains("sk-proj-LIVE-WRONG"),
+        "the wrong key is in the capture"
+    );
 }

@@ -25,7 +25,7 @@
 //!
 //! | | Realtime ([`OpenAIRealtimeWebSocketModel`](crate::model::OpenAIRealtimeWebSocketModel)) | Live ([`LiveModel`]) |
 //! |---|---|---|
-//! | start | server-first `session.created`, then `session.update` | `session.start` (written on the first poll, so that the history the session replays goes into its `input`); commands wait for `session.started` (audio before it is dropped); an `error` before it ends the connection |
+//! | start | server-first `session.created`, then `session.update` | `session.start` (written on the first poll, so that the history the session replays goes into its `input`); commands (audio too, up to about 15 s of it) wait for `session.started`; an `error` before it ends the connection |
 //! | turns | server VAD, `response.create`, `response.cancel` | the model decides; `ModelCommand::CreateResponse` appends commentary ([`RESPOND_NOW`]) asking it to speak, and does nothing right after a tool output (which already asks for speech); `Audio { commit: true }` commits nothing |
 //! | responses | `response.created` … `response.done` with ids | none on the wire: each utterance of the continuous output track becomes `ResponseStarted` … `ResponseDone` (ids `resp_live<N>`), starting at its first sound or transcript and ending after 800 ms of output silence; silence between utterances is not delivered |
 //! | barge-in | `input_audio_buffer.speech_started`, the server cancels | no event: the first user transcript fragment of a turn is `SpeechStarted` (the session stops playback); the model stops by itself when it has heard the user, and the rest of the interrupted utterance is not delivered; it ends as `Cancelled` |

@@ -31,6 +31,8 @@ pub const RESPOND_NOW: &str = "Respond to the user now.";
 /// Appended text is cut into pieces of at most this many bytes (the API takes at most 500
 /// tokens per append; about 4 bytes a token, with a margin).
 const APPEND_BYTES: usize = 1800;
+/// Audio held until `session.started` stops being held past this many bytes of frames.
+const MAX_HELD_BYTES: usize = 1 << 20;
 /// `session.start.input` takes at most this many messages.
 const MAX_INPUT_ITEMS: usize = 128;
 /// The formats a Live WebSocket takes (the same both ways).
@@ -157,8 +159,9 @@ pub(crate) struct Protocol {
     start: Option<Map<String, Value>>,
     /// `session.started` arrived: commands go out as they come.
     started: bool,
-    /// Frames held until `session.started`.
+    /// Frames held until `session.started`, and their size.
     held: Vec<String>,
+    held_bytes: usize,
     /// The instructions the model has (the startup ones, then what was appended).
     instructions: String,
     /// The tools last sent to the Responses backend.
@@ -224,6 +227,7 @@ impl Protocol {
             start: Some(start),
             started: false,
             held: Vec::new(),
+            held_bytes: 0,
             instructions,
             tools,
             format,
@@ -249,6 +253,7 @@ impl Protocol {
         if self.started {
             q.push_text(frame);
         } else {
+            self.held_bytes += frame.len();
             self.held.push(frame);
         }
     }
@@ -459,6 +464,7 @@ impl Protocol {
             }
             "session.started" => {
                 self.started = true;
+                self.held_bytes = 0;
                 for frame in std::mem::take(&mut self.held) {
                     q.push_text(frame);
                 }
@@ -658,8 +664,10 @@ impl WireProtocol for Protocol {
         match command {
             ModelCommand::Audio { audio, commit: _ } => {
                 // No commit on Live: the model ends turns itself. Audio before
-                // `session.started` is dropped: the session's timeline has not begun.
-                if audio.is_empty() || !self.started {
+                // `session.started` waits for it (what would not fit in the held frames'
+                // bound, about 15 s of PCM16 at 24 kHz, is dropped).
+                let over = !self.started && self.held_bytes + audio.len() * 4 / 3 > MAX_HELD_BYTES;
+                if audio.is_empty() || over {
                     return;
                 }
                 // Hot path: one allocation, no JSON serializer (base64 needs no escaping).
@@ -668,7 +676,11 @@ impl WireProtocol for Protocol {
                 text.push_str(HEAD);
                 BASE64.encode_append(&audio, &mut text);
                 text.push_str("\"}");
-                q.push_text(text);
+                if self.started {
+                    q.push_text(text);
+                } else {
+                    self.send(q, text);
+                }
             }
             ModelCommand::UserMessage { message, respond } => {
                 self.user_message(q, message.content, respond)
