@@ -49,7 +49,7 @@ use serde::Deserialize;
 use tokio::sync::{Semaphore, watch};
 
 use measure::{
-    Histogram, announce_and_wait, args_or_exit, pid_cpu, process_cpu, rss_kib, spawn_server,
+    Histogram, args_or_exit, pid_cpu, process_cpu, rss_kib, serve_stamping_simulator, spawn_server,
     threads_cpu,
 };
 
@@ -118,7 +118,7 @@ fn parse_args() -> Result<Args, String> {
 fn main() {
     let args = args_or_exit(parse_args(), USAGE);
     if args.serve {
-        serve(args.workers);
+        serve_stamping_simulator(args.workers);
         return;
     }
     match run(&args) {
@@ -133,27 +133,6 @@ fn main() {
             std::process::exit(1);
         }
     }
-}
-
-/// `--serve`: the stamping simulator until stdin closes (the parent exited).
-fn serve(workers: usize) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name("sim")
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let sim = Simulator::builder()
-            .stamp_audio(true)
-            .record_client_events(false)
-            .start()
-            .await
-            .expect("simulator");
-        let url = sim.url();
-        let _ = tokio::task::spawn_blocking(move || announce_and_wait(&url)).await;
-        sim.shutdown().await;
-    });
 }
 
 // ---------------------------------------------------------------------------------------------

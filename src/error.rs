@@ -135,6 +135,28 @@ pub enum Error {
     /// goes on as best it can.
     #[error("backend broke its contract: {0}")]
     Contract(String),
+    /// The session spent more than its [`Budget`](crate::cost::Budget)
+    /// ([`RealtimeRunConfig::budget`](crate::RealtimeRunConfig::budget)) and was ended after
+    /// the response that crossed it. `tokens` is what the session used (input plus output),
+    /// `cost_usd` what that cost at the runner's prices (`None` when they have no price for
+    /// the model).
+    ///
+    /// ```
+    /// use realtime_agents::{Error, cost::Budget};
+    /// let e = Error::BudgetExceeded { budget: Budget::tokens(1_000), tokens: 1_250, cost_usd: None };
+    /// assert_eq!(e.to_string(), "budget of 1000 tokens exceeded: 1250 tokens used");
+    /// let e = Error::BudgetExceeded { budget: Budget::usd(0.01), tokens: 900, cost_usd: Some(0.0123) };
+    /// assert_eq!(e.to_string(), "budget of $0.0100 exceeded: 900 tokens used, $0.0123");
+    /// ```
+    #[error("budget of {budget} exceeded: {tokens} tokens used{}", cost_usd.map(|c| format!(", ${c:.4}")).unwrap_or_default())]
+    BudgetExceeded {
+        /// The budget that was exceeded.
+        budget: crate::cost::Budget,
+        /// Tokens the session used, input plus output.
+        tokens: u64,
+        /// What they cost in US dollars, when the model has a price.
+        cost_usd: Option<f64>,
+    },
     /// The session is closed; nothing more can be sent.
     #[error("session is closed")]
     SessionClosed,

@@ -1,371 +1,26 @@
 //! The runner: starts sessions for an agent.
 
-use std::future::Future;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::FutureExt as _;
-use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::guardrail::GuardrailResult;
-use crate::hooks::RealtimeHooks;
-use crate::items::RealtimeItem;
-use crate::model::{OpenAIRealtimeWebSocketModel, RealtimeModel, SessionSettings};
-use crate::session::{Canceller, Driver, RealtimeSession, Shared, agent_settings};
+use crate::config::RealtimeRunConfig;
+use crate::cost;
+use crate::model::{OpenAIRealtimeWebSocketModel, RealtimeModel};
+use crate::protocol::Modality;
+use crate::session::{Canceller, Driver, RealtimeSession, SessionInfo, Shared, agent_settings};
 use crate::{
-    OutputGuardrail, PlaybackTracker, RealtimeAgent, Redactor, Result, RunContext,
+    Error, RealtimeAgent, Result, RunContext, SessionOptions, SessionSnapshot,
     WallClockPlaybackTracker,
 };
 
-type Feedback = Arc<dyn Fn(&[GuardrailResult]) -> String + Send + Sync>;
-type CancelCheck = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
-
-/// When and how often a session reconnects after its connection ends unexpectedly (a dropped
-/// socket, a server close such as the 60-minute session cap).
-///
-/// Between attempts the session waits `initial_backoff`, doubled after each failure up to
-/// `max_backoff`. A new connection gets the session settings again, then the local history is
-/// re-created on it (spoken parts as their transcripts), then everything the application sent
-/// meanwhile is delivered in order. Events: [`Reconnecting`](crate::RealtimeSessionEvent::Reconnecting)
-/// before each attempt, [`Reconnected`](crate::RealtimeSessionEvent::Reconnected) after
-/// success, or a final [`Closed`](crate::RealtimeSessionEvent::Closed) with the last error.
-///
-/// ```
-/// use std::time::Duration;
-/// use realtime_agents::ReconnectPolicy;
-/// let policy = ReconnectPolicy::new()
-///     .max_attempts(5)
-///     .backoff(Duration::from_millis(250), Duration::from_secs(5));
-/// assert_eq!(policy.delay(1), Duration::from_millis(250));
-/// assert_eq!(policy.delay(3), Duration::from_secs(1));
-/// assert_eq!(policy.delay(10), Duration::from_secs(5));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use]
-pub struct ReconnectPolicy {
-    pub(crate) max_attempts: u32,
-    initial_backoff: Duration,
-    max_backoff: Duration,
-}
-
-impl Default for ReconnectPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            initial_backoff: Duration::from_millis(250),
-            max_backoff: Duration::from_secs(8),
-        }
-    }
-}
-
-impl ReconnectPolicy {
-    /// Five attempts, backoff from 250 ms doubling up to 8 s.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Attempts per outage before the session gives up (at least one).
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts.max(1);
-        self
-    }
-
-    /// The wait before the first attempt, and the cap of the doubling waits.
-    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
-        self.initial_backoff = initial;
-        self.max_backoff = max.max(initial);
-        self
-    }
-
-    /// The wait before attempt `attempt` (1-based).
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let doublings = attempt.saturating_sub(1).min(16);
-        self.initial_backoff
-            .saturating_mul(1 << doublings)
-            .min(self.max_backoff)
-    }
-}
-
-/// Settings for every session a runner starts.
-///
-/// ```
-/// use realtime_agents::{RealtimeRunConfig, model::SessionSettings, audio::AudioFormat};
-/// let config = RealtimeRunConfig::new()
-///     .settings(SessionSettings::new().voice("marin").output_format(AudioFormat::G711_ULAW))
-///     .guardrail_debounce_chars(50)
-///     .raw_events(true);
-/// # let _ = config;
-/// ```
-#[derive(Clone)]
-#[must_use]
-pub struct RealtimeRunConfig {
-    pub(crate) settings: SessionSettings,
-    pub(crate) output_guardrails: Vec<OutputGuardrail>,
-    pub(crate) guardrail_debounce_chars: usize,
-    pub(crate) raw_events: bool,
-    pub(crate) event_capacity: usize,
-    pub(crate) tracker: Option<Arc<dyn PlaybackTracker>>,
-    pub(crate) hooks: Option<Arc<dyn RealtimeHooks>>,
-    pub(crate) initial_history: Vec<RealtimeItem>,
-    pub(crate) hold_audio_for_guardrails: bool,
-    pub(crate) guardrail_feedback: Option<Feedback>,
-    pub(crate) reconnect: Option<ReconnectPolicy>,
-    pub(crate) cancel: Option<CancellationToken>,
-    pub(crate) max_duration: Option<Duration>,
-    pub(crate) cancel_check: Option<(Duration, CancelCheck)>,
-    pub(crate) redactor: Redactor,
-    pub(crate) input_audio_batch: Duration,
-}
-
-impl std::fmt::Debug for RealtimeRunConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RealtimeRunConfig")
-            .field("settings", &self.settings)
-            .field("output_guardrails", &self.output_guardrails)
-            .field("guardrail_debounce_chars", &self.guardrail_debounce_chars)
-            .field("raw_events", &self.raw_events)
-            .field("event_capacity", &self.event_capacity)
-            .field("custom_tracker", &self.tracker.is_some())
-            .field("hooks", &self.hooks)
-            .field("initial_history", &self.initial_history.len())
-            .field("hold_audio_for_guardrails", &self.hold_audio_for_guardrails)
-            .field("reconnect", &self.reconnect)
-            .field("max_duration", &self.max_duration)
-            .field("redactor", &self.redactor)
-            .field("input_audio_batch", &self.input_audio_batch)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for RealtimeRunConfig {
-    fn default() -> Self {
-        Self {
-            settings: SessionSettings::default(),
-            output_guardrails: Vec::new(),
-            guardrail_debounce_chars: 100,
-            raw_events: false,
-            event_capacity: 256,
-            tracker: None,
-            hooks: None,
-            initial_history: Vec::new(),
-            hold_audio_for_guardrails: false,
-            guardrail_feedback: None,
-            reconnect: None,
-            cancel: None,
-            max_duration: None,
-            cancel_check: None,
-            redactor: Redactor::default(),
-            input_audio_batch: Duration::ZERO,
-        }
-    }
-}
-
-impl RealtimeRunConfig {
-    /// Default configuration.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Base session settings (voice, audio formats, turn detection...). Agents add their
-    /// instructions and tools on top; voice and formats survive handoffs and agent switches.
-    pub fn settings(mut self, settings: SessionSettings) -> Self {
-        self.settings = settings;
-        self
-    }
-
-    /// An output guardrail for every agent (run once even if an agent lists it too).
-    pub fn output_guardrail(mut self, guardrail: OutputGuardrail) -> Self {
-        self.output_guardrails.push(guardrail);
-        self
-    }
-
-    /// Run output guardrails each time this many characters of transcript arrived (default 100).
-    /// They always run once more at the end of each response; `0` runs them only then.
-    pub fn guardrail_debounce_chars(mut self, chars: usize) -> Self {
-        self.guardrail_debounce_chars = chars;
-        self
-    }
-
-    /// Holds back each response's audio until the transcript received with it has passed the
-    /// output guardrails, so that blocked speech is never played (default off).
-    ///
-    /// Audio received before a guardrail check started is released when the check passes;
-    /// the rest waits for the next check, and the final check at the end of the response
-    /// releases everything. The model's transcript comes ahead of the audio it describes, so
-    /// released audio has been checked. The cost is latency: up to
-    /// [`guardrail_debounce_chars`](Self::guardrail_debounce_chars) of text plus the guardrails'
-    /// run time before the first sound. It only applies to responses of agents that have
-    /// guardrails.
-    pub fn hold_audio_for_guardrails(mut self, hold: bool) -> Self {
-        self.hold_audio_for_guardrails = hold;
-        self
-    }
-
-    /// Collects microphone audio and sends it in batches of up to `window` (default zero:
-    /// every [`send_audio`](crate::RealtimeSessionHandle::send_audio) goes out at once).
-    ///
-    /// Each batch is one `input_audio_buffer.append` frame and one socket write instead of one
-    /// per chunk, which is most of the CPU a session spends on its input: with 20 ms chunks, a
-    /// 100 ms window makes five times fewer writes. The price is input latency: audio waits up
-    /// to `window` before it leaves, so the server hears the end of a turn up to that much
-    /// later. A batch also goes out early when it is full, when `commit` is set, and before
-    /// any other command (a text message, an interrupt...), so the order of what the server
-    /// receives never changes.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use realtime_agents::RealtimeRunConfig;
-    ///
-    /// // A phone bridge that gets 20 ms frames: five of them per write.
-    /// let config = RealtimeRunConfig::new().input_audio_batch(Duration::from_millis(100));
-    /// # let _ = config;
-    /// ```
-    pub fn input_audio_batch(mut self, window: Duration) -> Self {
-        self.input_audio_batch = window;
-        self
-    }
-
-    /// What the model is told after an output guardrail stopped its answer (it is sent as a
-    /// user message and asks for a new response). The default names the guardrails and their
-    /// `info`, and asks the model not to repeat the answer.
-    ///
-    /// ```
-    /// use realtime_agents::RealtimeRunConfig;
-    /// let config = RealtimeRunConfig::new().guardrail_feedback(|results| {
-    ///     format!("Blocked by {}. Offer to connect the caller with a human.", results[0].name)
-    /// });
-    /// # let _ = config;
-    /// ```
-    pub fn guardrail_feedback<F>(mut self, feedback: F) -> Self
-    where
-        F: Fn(&[GuardrailResult]) -> String + Send + Sync + 'static,
-    {
-        self.guardrail_feedback = Some(Arc::new(feedback));
-        self
-    }
-
-    /// Secret strings (customer numbers, internal tokens...) to replace with `[REDACTED]` in
-    /// tool outputs (before the model, the events and the history see them), in error events
-    /// and in the session's log lines. Strings shorter than 4 characters are ignored.
-    ///
-    /// ```
-    /// use realtime_agents::RealtimeRunConfig;
-    /// let config = RealtimeRunConfig::new().redact_secrets(["db-password-123", "sk-internal-xyz"]);
-    /// # let _ = config;
-    /// ```
-    pub fn redact_secrets<I, S>(mut self, secrets: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        self.redactor = Redactor::new(secrets);
-        self
-    }
-
-    /// Lifecycle hooks for every session (see [`crate::hooks`]).
-    pub fn hooks(mut self, hooks: impl RealtimeHooks) -> Self {
-        self.hooks = Some(Arc::new(hooks));
-        self
-    }
-
-    /// A saved conversation to start from: the items are re-created on the server, in order,
-    /// before anything else is sent, and appear in the history as
-    /// [`HistoryAdded`](crate::RealtimeSessionEvent::HistoryAdded) events. Spoken parts are
-    /// re-created from their transcripts; items without an id get one.
-    ///
-    /// ```
-    /// use realtime_agents::{RealtimeRunConfig, items::{RealtimeItem, Role}};
-    /// let config = RealtimeRunConfig::new().history(vec![
-    ///     RealtimeItem::text(Role::User, "My order number is 4711."),
-    ///     RealtimeItem::text(Role::Assistant, "Thanks, I found order 4711."),
-    /// ]);
-    /// # let _ = config;
-    /// ```
-    pub fn history(mut self, items: Vec<RealtimeItem>) -> Self {
-        self.initial_history = items;
-        self
-    }
-
-    /// Reconnects after an unexpected end of the connection (default: no reconnect, the
-    /// session ends with [`Closed`](crate::RealtimeSessionEvent::Closed) and the error).
-    pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
-        self.reconnect = Some(policy);
-        self
-    }
-
-    /// Ends every session when `token` is cancelled, with
-    /// [`Error::Cancelled`](crate::Error::Cancelled) in the final `Closed` event. Sessions get
-    /// child tokens, so cancelling one session's handle never cancels `token`.
-    ///
-    /// ```
-    /// use realtime_agents::RealtimeRunConfig;
-    /// use tokio_util::sync::CancellationToken;
-    /// let shutdown = CancellationToken::new();
-    /// let config = RealtimeRunConfig::new().cancellation_token(shutdown.clone());
-    /// // later, e.g. on SIGTERM: shutdown.cancel();
-    /// # let _ = config;
-    /// ```
-    pub fn cancellation_token(mut self, token: CancellationToken) -> Self {
-        self.cancel = Some(token);
-        self
-    }
-
-    /// Ends every session after this long, with [`Error::Timeout`](crate::Error::Timeout) in
-    /// the final `Closed` event.
-    pub fn max_duration(mut self, limit: Duration) -> Self {
-        self.max_duration = Some(limit);
-        self
-    }
-
-    /// Polls `is_cancelled` every `interval` (for apps that keep cancellation state elsewhere,
-    /// e.g. in a database); when it returns `true` the session ends as if its
-    /// [cancellation token](Self::cancellation_token) was cancelled.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use realtime_agents::RealtimeRunConfig;
-    /// let config = RealtimeRunConfig::new().cancel_check(Duration::from_secs(1), || async {
-    ///     false // e.g. look the call up in the database
-    /// });
-    /// # let _ = config;
-    /// ```
-    pub fn cancel_check<F, Fut>(mut self, interval: Duration, is_cancelled: F) -> Self
-    where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = bool> + Send + 'static,
-    {
-        let check: CancelCheck = Arc::new(move || is_cancelled().boxed());
-        self.cancel_check = Some((interval.max(Duration::from_millis(1)), check));
-        self
-    }
-
-    /// Also deliver every server event as received ([`RealtimeSessionEvent::Raw`](crate::RealtimeSessionEvent::Raw)).
-    pub fn raw_events(mut self, enabled: bool) -> Self {
-        self.raw_events = enabled;
-        self
-    }
-
-    /// Capacity of the event channel to the application (default 256 events).
-    ///
-    /// Nothing is ever dropped. When the application stops reading, the session waits for
-    /// room and reads nothing more from the socket, so unread frames stay in the kernel's
-    /// buffers until TCP flow control stops the server: a stalled session holds at most this
-    /// many events plus the socket buffers, and when the application reads again every event
-    /// arrives in order. Meanwhile commands (`send_audio`...) queue in their own bounded
-    /// channel and then wait too, so keep slow work off the loop that reads events.
-    pub fn event_capacity(mut self, capacity: usize) -> Self {
-        self.event_capacity = capacity.max(1);
-        self
-    }
-
-    /// Where playback positions come from (default: [`WallClockPlaybackTracker`]).
-    pub fn playback_tracker(mut self, tracker: Arc<dyn PlaybackTracker>) -> Self {
-        self.tracker = Some(tracker);
-        self
-    }
-}
+/// The longest time limit a session takes (longer ones are this): far beyond any session,
+/// and far from the clock's overflow.
+const MAX_TIME_LIMIT: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// Starts [`RealtimeSession`]s for a starting agent.
 ///
@@ -415,27 +70,177 @@ impl RealtimeRunner {
     }
 
     /// Connects and starts a session. `context` is shared with tools, guardrails and dynamic
-    /// instructions (pass `()` when there is none).
+    /// instructions (pass `()` when there is none). The same as
+    /// [`start`](Self::start) with only [`SessionOptions::context`] set.
     pub async fn run<C: std::any::Any + Send + Sync>(&self, context: C) -> Result<RealtimeSession> {
-        let tracker = self
-            .config
+        self.start(SessionOptions::new().context(context)).await
+    }
+
+    /// Connects and starts a session with `options` over the runner's configuration: one
+    /// runner serves sessions with different contexts, tokens, time limits, trackers,
+    /// histories, settings and budgets.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use realtime_agents::{RealtimeAgent, RealtimeRunner, SessionOptions};
+    /// # async fn demo() -> realtime_agents::Result<()> {
+    /// let runner = RealtimeRunner::new(RealtimeAgent::new("Assistant"));
+    /// let short = runner.start(SessionOptions::new().max_duration(Duration::from_secs(60))).await?;
+    /// let long = runner.start(SessionOptions::new().max_duration(Duration::from_secs(3600))).await?;
+    /// # drop((short, long)); Ok(()) }
+    /// ```
+    pub async fn start(&self, options: SessionOptions) -> Result<RealtimeSession> {
+        self.launch(self.start_agent(), options, Launch::New).await
+    }
+
+    /// Continues a saved session ([`SessionSnapshot`]) in a new one: the agent named by the
+    /// snapshot (the starting agent or one reachable through handoffs, see
+    /// [`find_agent`](Self::find_agent)) is in charge, the snapshot's settings are the
+    /// session's (with `options`' settings merged over them), its conversation is re-created
+    /// on the new connection before anything else is sent, and the session keeps its id.
+    /// `options`' [`history`](SessionOptions::history) is not used: the snapshot's is.
+    ///
+    /// Fails with [`Error::Config`] when no agent of that name is reachable.
+    ///
+    /// ```no_run
+    /// use realtime_agents::{RealtimeAgent, RealtimeRunner, SessionOptions, SessionSnapshot};
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let billing = RealtimeAgent::new("Billing");
+    /// let runner = RealtimeRunner::new(RealtimeAgent::new("Triage").handoff(billing));
+    /// let saved: SessionSnapshot = serde_json::from_str(&std::fs::read_to_string("call.json")?)?;
+    /// let session = runner.resume(saved, SessionOptions::new()).await?;
+    /// # drop(session); Ok(()) }
+    /// ```
+    pub async fn resume(
+        &self,
+        snapshot: SessionSnapshot,
+        options: SessionOptions,
+    ) -> Result<RealtimeSession> {
+        let agent = self.find_agent(&snapshot.agent).ok_or_else(|| {
+            Error::Config(format!(
+                "agent `{}` of the snapshot is neither `{}` nor reachable from it by handoffs",
+                snapshot.agent,
+                self.agent.name()
+            ))
+        })?;
+        let mut options = options;
+        options.history = Some(snapshot.history);
+        let saved = Launch::Resume {
+            id: snapshot.session_id,
+            settings: Box::new(snapshot.settings),
+        };
+        self.launch(agent, options, saved).await
+    }
+
+    /// The agent named `name`: the starting agent, or one reachable from it through
+    /// [handoffs](RealtimeAgent::handoffs), nearest first (lazy handoffs are
+    /// [resolved](crate::Handoff::resolve) on the way, each agent name once).
+    ///
+    /// ```
+    /// use realtime_agents::{RealtimeAgent, RealtimeRunner};
+    /// let refunds = RealtimeAgent::new("Refunds");
+    /// let billing = RealtimeAgent::new("Billing").handoff(refunds);
+    /// let runner = RealtimeRunner::new(RealtimeAgent::new("Triage").handoff(billing));
+    /// assert_eq!(runner.find_agent("Refunds").map(|a| a.name().to_owned()).as_deref(), Some("Refunds"));
+    /// assert!(runner.find_agent("Sales").is_none());
+    /// ```
+    pub fn find_agent(&self, name: &str) -> Option<Arc<RealtimeAgent>> {
+        let mut seen = HashSet::from([self.agent.name().to_owned()]);
+        let mut queue = VecDeque::from([self.agent.clone()]);
+        while let Some(agent) = queue.pop_front() {
+            if agent.name() == name {
+                return Some(agent);
+            }
+            for handoff in agent.handoffs() {
+                if seen.insert(handoff.agent_name().to_owned()) {
+                    queue.push_back(handoff.resolve());
+                }
+            }
+        }
+        None
+    }
+
+    /// The agent sessions start with.
+    pub(crate) fn start_agent(&self) -> Arc<RealtimeAgent> {
+        self.agent.clone()
+    }
+
+    /// Connects and starts a session for `agent`.
+    pub(crate) async fn launch(
+        &self,
+        agent: Arc<RealtimeAgent>,
+        options: SessionOptions,
+        how: Launch,
+    ) -> Result<RealtimeSession> {
+        let mut config = self.config.clone();
+        let one_shot = matches!(how, Launch::OneShot);
+        let mut id = None;
+        if let Launch::Resume {
+            id: saved,
+            settings,
+        } = how
+        {
+            // The saved session's own settings take the place of the runner's.
+            config.settings = *settings;
+            id = Some(saved);
+        }
+        let (mut config, context, token) = options.apply(config);
+        if one_shot && config.settings.output_modalities.is_none() {
+            config.settings.output_modalities = Some(vec![Modality::Text]);
+        }
+        config.max_duration = config.max_duration.map(|limit| limit.min(MAX_TIME_LIMIT));
+        config.model_name = config
+            .settings
+            .model
+            .clone()
+            .or_else(|| self.model.model_name());
+        let model = config.model_name.clone();
+        if let Some(budget @ cost::Budget::Usd(_)) = &config.budget {
+            let model = model.as_deref().unwrap_or_default();
+            if config.prices.get(model).is_none() {
+                tracing::warn!(%budget, model, "no price for the model of a dollar budget");
+                return Err(cost::unpriced(model));
+            }
+        }
+        let info = SessionInfo {
+            id: id.unwrap_or_else(new_session_id),
+            settings: config.settings.clone(),
+            model,
+            prices: config.prices.clone(),
+        };
+        let tracker = config
             .tracker
             .clone()
             .unwrap_or_else(|| Arc::new(WallClockPlaybackTracker::default()));
-        let cancelled = Canceller::new(match &self.config.cancel {
-            Some(token) => token.child_token(),
-            None => CancellationToken::new(),
+        let runner_token = config.cancel.clone();
+        let cancelled = Canceller::new(match (&token, &runner_token) {
+            (Some(token), _) | (None, Some(token)) => token.child_token(),
+            (None, None) => CancellationToken::new(),
         });
+        let event_capacity = config.event_capacity;
+        let cancel_check = config.cancel_check.clone();
         let shared = Shared {
-            config: self.config.clone(),
-            context: RunContext::new(context),
+            config,
+            context: context.unwrap_or_else(|| RunContext::new(())),
             tracker,
             model: self.model.clone(),
             cancelled: cancelled.clone(),
         };
-        let settings = agent_settings(&shared, &self.agent, false).await?;
+        let settings = agent_settings(&shared, &agent, false).await?;
         let conn = self.model.connect(settings).await?;
-        if let Some((interval, check)) = self.config.cancel_check.clone() {
+        // The helpers below end with the session: it cancels its token when it ends.
+        if let (Some(_), Some(runner_token)) = (&token, runner_token) {
+            // The session's token is the options' child; the runner's shutdown reaches it too.
+            let cancelled = cancelled.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = runner_token.cancelled() => cancelled.token.cancel(),
+                    _ = cancelled.token.cancelled() => {}
+                }
+            });
+        }
+        if let Some((interval, check)) = cancel_check {
+            let cancelled = cancelled.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
@@ -450,19 +255,35 @@ impl RealtimeRunner {
             });
         }
         let (command_tx, command_rx) = mpsc::channel(256);
-        let (event_tx, event_rx) = mpsc::channel(self.config.event_capacity);
+        let (event_tx, event_rx) = mpsc::channel(event_capacity);
         let (tail_tx, tail_rx) = oneshot::channel();
-        let canceller = shared.cancelled.clone();
-        let driver = Driver::new(
-            conn,
-            command_rx,
-            event_tx,
-            tail_tx,
-            shared,
-            self.agent.clone(),
-        );
+        let driver = Driver::new(conn, command_rx, event_tx, tail_tx, shared, agent);
         Ok(RealtimeSession::spawn(
-            driver, command_tx, event_rx, tail_rx, canceller,
+            driver, command_tx, event_rx, tail_rx, cancelled, info,
         ))
     }
+}
+
+/// What kind of session [`RealtimeRunner::launch`] starts.
+pub(crate) enum Launch {
+    /// A new session.
+    New,
+    /// A saved session going on: its id and settings.
+    Resume {
+        id: String,
+        settings: Box<crate::model::SessionSettings>,
+    },
+    /// A one-shot run's: text answers unless the settings ask for audio.
+    OneShot,
+}
+
+/// A new session id: the time, the process and a counter, so that ids from different
+/// processes and restarts do not collide in practice.
+fn new_session_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |t| t.as_nanos() as u64);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("sess_ra{nanos:x}{:x}{n:x}", std::process::id())
 }

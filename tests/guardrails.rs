@@ -20,7 +20,13 @@ use support::{Responder, ScriptedServer, ev, until};
 /// guardrails can act while it streams). Later responses: "Sorry." at once.
 fn paced_script(words: &'static [&'static str]) -> impl Fn(&Value, &Responder) {
     let n = AtomicUsize::new(0);
+    let users = AtomicUsize::new(0);
     move |e, out| {
+        let user = users.load(Ordering::SeqCst);
+        if let Some(echo) = ev::echo_user_message(e, &format!("u{user}")) {
+            users.fetch_add(1, Ordering::SeqCst);
+            out.send(echo);
+        }
         if e["type"] != "response.create" {
             return;
         }

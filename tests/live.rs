@@ -287,8 +287,9 @@ async fn barge_in_stops_the_utterance_and_the_model_answers_the_user() {
         .find(|m| m.role == Role::Assistant)
         .map(|m| m.text())
         .unwrap();
+    // Cut where the user stopped hearing it (the session keeps what was heard).
     assert!(
-        story.starts_with("Once") && story.len() < 100,
+        "Once upon a time".starts_with(story.as_str()),
         "cut short once the user was heard: {story}"
     );
 }

@@ -109,7 +109,7 @@ async fn responses_session(sim: &Simulator) {
         ));
     handle.update_agent(other).await.unwrap();
     handle.interrupt().await.unwrap();
-    handle.create_response().await.unwrap();
+    handle.send_message("Are you there?").await.unwrap();
     until(&mut session, |e| said(e, "Bonjour.")).await;
     session.close().await;
     while session.next().await.is_some() {}

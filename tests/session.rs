@@ -616,6 +616,9 @@ async fn a_create_that_races_a_server_response_is_retried_after_it() {
     let server = ScriptedServer::start({
         let creates = creates.clone();
         move |e, out| {
+            if let Some(echo) = ev::echo_user_message(e, "u1") {
+                out.send(echo);
+            }
             if e["type"] == "response.create" {
                 if creates.fetch_add(1, Ordering::SeqCst) == 0 {
                     // Voice activity already started a response on the server.

@@ -159,6 +159,20 @@ async fn an_interrupted_answer_reports_what_the_user_heard() {
     assert!(result.text.starts_with(&result.heard_text), "{result:#?}");
     assert!(result.heard_text.len() < result.text.len(), "{result:#?}");
     assert_eq!(result.responses[0].status, Some(ResponseEnd::Interrupted));
+    // The session's history keeps what was heard (the server dropped the transcript of the
+    // item it truncated).
+    let spoken = session
+        .history()
+        .iter()
+        .filter_map(|item| item.as_message())
+        .filter(|m| m.role == realtime_agents::items::Role::Assistant)
+        .map(|m| m.text())
+        .next_back();
+    assert_eq!(spoken.as_deref(), Some(result.heard_text.as_str()));
+    assert_eq!(
+        session.handle().history().await.unwrap().as_slice(),
+        session.history()
+    );
 }
 
 #[tokio::test]

@@ -176,3 +176,25 @@ pub fn announce_and_wait(address: &str) {
         line.clear();
     }
 }
+
+/// The `--serve` mode of the load harnesses: the simulator with stamped audio deltas and no
+/// recording, on a runtime of `workers` threads named `sim`, until stdin closes.
+pub fn serve_stamping_simulator(workers: usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("sim")
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let sim = realtime_agents::simulator::Simulator::builder()
+            .stamp_audio(true)
+            .record_client_events(false)
+            .start()
+            .await
+            .expect("simulator");
+        let url = sim.url();
+        let _ = tokio::task::spawn_blocking(move || announce_and_wait(&url)).await;
+        sim.shutdown().await;
+    });
+}

@@ -53,6 +53,18 @@ pub trait RealtimeModel: Send + Sync + fmt::Debug + 'static {
         &self,
         settings: SessionSettings,
     ) -> BoxFuture<'static, Result<Box<dyn RealtimeConnection>>>;
+
+    /// The name of the model the connections talk to (e.g. `gpt-realtime`), used to price a
+    /// session's usage ([`crate::cost`]) when its settings name no model. Default: `None`.
+    ///
+    /// ```
+    /// use realtime_agents::model::{OpenAIRealtimeWebSocketModel, RealtimeModel};
+    /// let model = OpenAIRealtimeWebSocketModel::builder().model("gpt-realtime-mini").build();
+    /// assert_eq!(model.model_name().as_deref(), Some("gpt-realtime-mini"));
+    /// ```
+    fn model_name(&self) -> Option<String> {
+        None
+    }
 }
 
 /// One live connection to a backend, owned by a single session task.
@@ -388,8 +400,10 @@ pub enum ResponseStatus {
 /// total += Usage::new(100, 20);
 /// total += Usage::new(150, 30).cached_tokens(100);
 /// assert_eq!((total.requests, total.total_tokens, total.cached_tokens), (2, 300, 100));
+/// assert_eq!(serde_json::to_value(total).unwrap()["total_tokens"], 300);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct Usage {
     /// Responses counted.

@@ -1,5 +1,6 @@
 //! Session settings: what the session asks of the model, in neutral terms.
 
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use crate::audio::AudioFormat;
@@ -9,7 +10,7 @@ use crate::protocol::{
 };
 
 /// A function the model may call, as the model sees it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolSpec {
     /// Function name.
     pub name: String,
@@ -36,38 +37,73 @@ pub struct ToolSpec {
 ///     .output_format(AudioFormat::G711_ULAW)
 ///     .turn_detection(Some(TurnDetection::server_vad()));
 /// assert_eq!(settings.output_format, Some(AudioFormat::G711_ULAW));
+///
+/// // Settings are saved with a session (see `SessionSnapshot`): unset fields are left out,
+/// // and a field turned off (`Some(None)`) stays off.
+/// let json = serde_json::to_value(&settings).unwrap();
+/// assert_eq!(json["voice"], "marin");
+/// assert!(json.get("model").is_none());
+/// let off = SessionSettings::new().turn_detection(None);
+/// let json = serde_json::to_string(&off).unwrap();
+/// assert_eq!(json, r#"{"turn_detection":null}"#);
+/// assert_eq!(serde_json::from_str::<SessionSettings>(&json).unwrap(), off);
 /// ```
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct SessionSettings {
     /// Model name (e.g. `gpt-realtime`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// System instructions.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub instructions: Option<String>,
     /// Functions the model may call.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<ToolSpec>>,
     /// Output voice. It cannot change once the model has spoken.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub voice: Option<Voice>,
     /// Speech speed.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub speed: Option<f32>,
     /// Format of the audio the application sends.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub input_format: Option<AudioFormat>,
     /// Format of the audio the model sends.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub output_format: Option<AudioFormat>,
     /// Voice activity detection; `Some(None)` turns it off (manual turns).
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "present")]
     pub turn_detection: Option<Option<TurnDetection>>,
     /// Transcription of the user's audio; `Some(None)` turns it off.
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "present")]
     pub transcription: Option<Option<TranscriptionConfig>>,
     /// Input noise reduction; `Some(None)` turns it off.
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "present")]
     pub noise_reduction: Option<Option<NoiseReduction>>,
     /// `[Audio]` (speech with transcript) or `[Text]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub output_modalities: Option<Vec<Modality>>,
     /// How the model picks tools.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<ToolChoice>,
     /// Output token cap per response.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_output_tokens: Option<MaxOutputTokens>,
     /// Extra raw fields for the backend's session object, applied last.
+    #[serde(skip_serializing_if = "Map::is_empty")]
     pub extra: Map<String, Value>,
+}
+
+/// A field that is present: `null` is `Some(None)` (turned off), not `None` (unset, which is a
+/// missing field).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 macro_rules! setters {

@@ -27,9 +27,23 @@ pub use turn::{
     HandoffRecord, ResponseRecord, ToolCallRecord, TurnCause, TurnResult, TurnStatus, TurnTimings,
 };
 
+use crate::cost::PriceTable;
 use crate::items::{History, RealtimeItem};
-use crate::model::{ModelCommand, UserMessage};
-use crate::{Error, RealtimeAgent, Result};
+use crate::model::{ModelCommand, SessionSettings, Usage, UserMessage};
+use crate::{Error, RealtimeAgent, Result, SessionSnapshot};
+
+/// What the runner tells a session about itself.
+#[derive(Debug)]
+pub(crate) struct SessionInfo {
+    /// The session's id ([`RealtimeSessionHandle::session_id`]).
+    pub(crate) id: String,
+    /// The session's settings before any agent's layer (for snapshots).
+    pub(crate) settings: SessionSettings,
+    /// The model its usage is priced as.
+    pub(crate) model: Option<String>,
+    /// The prices its usage is costed at.
+    pub(crate) prices: PriceTable,
+}
 
 /// Cancels a session from outside, with a reason: the first reason given wins.
 #[derive(Debug, Clone)]
@@ -78,6 +92,7 @@ pub struct RealtimeSessionHandle {
     cancel: CancellationToken,
     cancelled: Canceller,
     muted: Arc<AtomicBool>,
+    info: Arc<SessionInfo>,
 }
 
 impl RealtimeSessionHandle {
@@ -270,6 +285,41 @@ impl RealtimeSessionHandle {
     pub fn is_closed(&self) -> bool {
         self.commands.is_closed()
     }
+
+    /// The session's id: made by the runner when the session starts (`sess_ra…`, unique in
+    /// practice across processes), kept by a session [resumed](crate::RealtimeRunner::resume)
+    /// from a [snapshot](Self::snapshot). It is this library's id, not the server's.
+    ///
+    /// ```no_run
+    /// # fn demo(handle: realtime_agents::RealtimeSessionHandle) {
+    /// tracing::info!(session = handle.session_id(), "call started");
+    /// # }
+    /// ```
+    pub fn session_id(&self) -> &str {
+        &self.info.id
+    }
+
+    /// Saves the session as it is now: its id, the agent in charge, the history as the session
+    /// task knows it and the session settings, to continue later with
+    /// [`RealtimeRunner::resume`](crate::RealtimeRunner::resume). The session goes on.
+    ///
+    /// The agent and the history are asked for one after the other, so a handoff that happens
+    /// in between is seen by the history but not the agent; take snapshots between turns.
+    ///
+    /// ```no_run
+    /// # async fn demo(handle: realtime_agents::RealtimeSessionHandle) -> Result<(), Box<dyn std::error::Error>> {
+    /// let snapshot = handle.snapshot().await?;
+    /// std::fs::write("call.json", serde_json::to_string(&snapshot)?)?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn snapshot(&self) -> Result<SessionSnapshot> {
+        let agent = self.current_agent().await?;
+        let history = self.history().await?;
+        Ok(
+            SessionSnapshot::new(self.info.id.clone(), agent.name(), history)
+                .with_settings(self.info.settings.clone()),
+        )
+    }
 }
 
 /// A live realtime session: a [`Stream`] of [`RealtimeSessionEvent`]s plus the methods of its
@@ -305,6 +355,7 @@ pub struct RealtimeSession {
     tail: Option<oneshot::Receiver<VecDeque<RealtimeSessionEvent>>>,
     tail_events: VecDeque<RealtimeSessionEvent>,
     history: History,
+    usage: Usage,
 }
 
 impl RealtimeSession {
@@ -314,20 +365,24 @@ impl RealtimeSession {
         events: mpsc::Receiver<RealtimeSessionEvent>,
         tail: oneshot::Receiver<VecDeque<RealtimeSessionEvent>>,
         cancelled: Canceller,
+        info: SessionInfo,
     ) -> Self {
         let cancel = driver.cancel_token();
-        tokio::spawn(driver.run());
+        // The session task inherits the caller's span (e.g. a gateway call with its call id).
+        tokio::spawn(tracing::Instrument::in_current_span(driver.run()));
         Self {
             handle: RealtimeSessionHandle {
                 commands,
                 cancel,
                 cancelled,
                 muted: Arc::new(AtomicBool::new(false)),
+                info: Arc::new(info),
             },
             events,
             tail: Some(tail),
             tail_events: VecDeque::new(),
             history: History::default(),
+            usage: Usage::default(),
         }
     }
 
@@ -367,6 +422,44 @@ impl RealtimeSession {
     /// The history as of the events this stream has delivered.
     pub fn history(&self) -> &[RealtimeItem] {
         self.history.items()
+    }
+
+    /// The tokens the session used, as of the [`Usage`](RealtimeSessionEvent::Usage) events
+    /// this stream has delivered.
+    ///
+    /// ```no_run
+    /// # fn demo(session: &realtime_agents::RealtimeSession) {
+    /// println!("{} tokens so far", session.usage().total_tokens);
+    /// # }
+    /// ```
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    /// What [`usage`](Self::usage) cost in US dollars at the runner's
+    /// [prices](crate::RealtimeRunConfig::prices), or `None` when they have no price for the
+    /// session's model (see [`crate::cost`]).
+    ///
+    /// ```no_run
+    /// # fn demo(session: &realtime_agents::RealtimeSession) {
+    /// if let Some(dollars) = session.cost_usd() {
+    ///     println!("${dollars:.4} so far");
+    /// }
+    /// # }
+    /// ```
+    pub fn cost_usd(&self) -> Option<f64> {
+        let info = &self.handle.info;
+        info.prices.cost_usd(info.model.as_deref()?, &self.usage)
+    }
+
+    /// See [`RealtimeSessionHandle::session_id`].
+    pub fn session_id(&self) -> &str {
+        self.handle.session_id()
+    }
+
+    /// See [`RealtimeSessionHandle::snapshot`].
+    pub async fn snapshot(&self) -> Result<SessionSnapshot> {
+        self.handle.snapshot().await
     }
 
     /// Sends a user message and waits for the end of the turn it begins (see the
@@ -466,6 +559,7 @@ impl RealtimeSession {
             RealtimeSessionEvent::HistoryDeleted { item_id } => {
                 self.history.remove(item_id);
             }
+            RealtimeSessionEvent::Usage { total, .. } => self.usage = *total,
             RealtimeSessionEvent::TranscriptDelta {
                 role,
                 item_id,

@@ -44,8 +44,9 @@
 //!
 //! One tokio task serves each connection; every server event carries a unique `event_id`
 //! (`event_<n>`), items are `item_<n>`, responses `resp_<n>`, calls `call_<n>` (numbered per
-//! connection). Errors are `error` events (type `invalid_request_error`) that echo the
-//! offending client `event_id`; the connection stays open.
+//! connection; item numbers already used by items the client created are skipped). Errors
+//! are `error` events (type `invalid_request_error`) that echo the offending client
+//! `event_id`; the connection stays open.
 //!
 //! * **Handshake**: any path and query (`?model=`, `?call_id=`); the model defaults to
 //!   `gpt-realtime`. The `realtime` subprotocol is selected when offered. With

@@ -242,6 +242,17 @@ pub mod ev {
                         "content": [{"type": "input_text", "text": text}]}})
     }
 
+    /// What the real server answers to a client's `conversation.item.create` of a user text
+    /// message: the item, as added, under `item_id`.
+    pub fn echo_user_message(create: &Value, item_id: &str) -> Option<Value> {
+        let item = &create["item"];
+        if create["type"] != "conversation.item.create" || item["role"] != "user" {
+            return None;
+        }
+        let text = item["content"][0]["text"].as_str().unwrap_or("");
+        Some(user_text_item(item_id, None, text))
+    }
+
     pub fn transcript_delta(resp: &str, item_id: &str, delta: &str) -> Value {
         json!({"type": "response.output_audio_transcript.delta", "event_id": "ev_td", "response_id": resp, "item_id": item_id,
                "output_index": 0, "content_index": 0, "delta": delta})
@@ -332,6 +343,32 @@ pub fn assistant_text(events: &[RealtimeSessionEvent]) -> String {
             _ => None,
         })
         .collect()
+}
+
+/// A simulator that answers at once (speed 0) and records the client events.
+pub async fn recording_simulator() -> realtime_agents::simulator::Simulator {
+    realtime_agents::simulator::Simulator::builder()
+        .speed(0.0)
+        .record_client_events(true)
+        .start()
+        .await
+        .expect("simulator starts")
+}
+
+/// The client events `sim` received, once `ready` says they are all there (they arrive a
+/// little after the session sent them); panics after 5 s.
+pub async fn client_events(
+    sim: &realtime_agents::simulator::Simulator,
+    ready: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    for _ in 0..500 {
+        let events = sim.client_events();
+        if ready(&events) {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("client events not ready: {:#?}", sim.client_events());
 }
 
 /// Collects the remaining events until the stream ends; panics after 5 s.

@@ -28,8 +28,8 @@
 //! | start | server-first `session.created`, then `session.update` | `session.start` (written on the first poll, so that the history the session replays goes into its `input`); commands (audio too, up to about 15 s of it) wait for `session.started`; an `error` before it ends the connection |
 //! | turns | server VAD, `response.create`, `response.cancel` | the model decides; `ModelCommand::CreateResponse` appends commentary ([`RESPOND_NOW`]) asking it to speak, and does nothing right after a tool output (which already asks for speech); `Audio { commit: true }` commits nothing |
 //! | responses | `response.created` … `response.done` with ids | none on the wire: each utterance of the continuous output track becomes `ResponseStarted` … `ResponseDone` (ids `resp_live<N>`), starting at its first sound or transcript and ending after 800 ms of output silence; silence between utterances is not delivered |
-//! | barge-in | `input_audio_buffer.speech_started`, the server cancels | no event: the first user transcript fragment of a turn is `SpeechStarted` (the session stops playback); the model stops by itself when it has heard the user, and the rest of the interrupted utterance is not delivered; it ends as `Cancelled` |
-//! | `Interrupt { cut }` | `response.cancel` and `conversation.item.truncate` | nothing can be cancelled or truncated: the rest of the current utterance is dropped locally, and the model keeps what it said in its context |
+//! | barge-in | `input_audio_buffer.speech_started`, the server cancels | no event: the first user transcript fragment of a turn is `SpeechStarted`, and the utterance being delivered ends there, `Cancelled` (hence `server_interrupts: true`: the model stops by itself once it hears the user); what it still says until it falls silent for 800 ms is not delivered |
+//! | `Interrupt` | `response.cancel` and `conversation.item.truncate` | nothing can be cancelled or truncated on the wire (the session sends neither, as the capabilities say): an `Interrupt` that arrives ends the current utterance `Cancelled` locally, and what the model still says of it is dropped until it falls silent; the model keeps all it said in its context |
 //! | user items | the server's items | the client's: a user turn is an item (`item_live_in<N>`) opened at its first transcript fragment and completed (`InputTranscriptCompleted`) when the model answers or delegates, or a new fragment starts 800 ms after the last; typed messages are echoed as items |
 //! | typed text | `conversation.item.create` | `session.thinking.append` `"user: <text>"` (silent context; images are refused), then commentary to answer when asked |
 //! | settings | `session.update` with every setting | `session.start`: model, instructions, audio format (the input format, else the output one; one format both ways), voice, delegation and the settings' `extra` fields (`store`, `safety_identifier`, `triggers`); turn detection, transcription, noise reduction, modalities, speed, tool choice and token limits do not exist on Live and are ignored |
@@ -42,10 +42,12 @@
 //!
 //! The connection's [`capabilities`](crate::model::RealtimeConnection::capabilities) say so:
 //! `model_turn_taking`, `input_transcription`, `audio_output`, `auto_tool_reply`,
-//! `create_items` (the start-up input); `function_calls` and `mutable_tools` with Responses
-//! delegation, `delegated_tools` with client delegation; no truncation, response create or
-//! cancel, server turn detection, manual turns, mutable instructions or voice, item edits,
-//! text output or images. Formats: PCM16 at 16 or 24 kHz, G.711 μ-law and A-law, the same
+//! `create_items` (the start-up input), `mutable_instructions` (appended, see above);
+//! `function_calls` and `mutable_tools` with Responses delegation, `delegated_tools` with
+//! client delegation; no truncation, response create or cancel (the session drops the rest
+//! of an interrupted utterance itself), server turn detection, manual turns, mutable voice,
+//! item edits, text output or images. A message sent with `respond` still asks the model to
+//! speak (commentary), which it usually does. Formats: PCM16 at 16 or 24 kHz, G.711 μ-law and A-law, the same
 //! both ways.
 //!
 //! Mute, unmute and the three appends are raw events; [`mute`], [`unmute`], [`commentary`],
@@ -348,6 +350,11 @@ impl RealtimeModel for LiveModel {
             Ok(connection)
         }
         .boxed()
+    }
+
+    /// The builder's model (a session's settings may name another one at connect).
+    fn model_name(&self) -> Option<String> {
+        Some(self.config.model.clone())
     }
 }
 

@@ -54,6 +54,8 @@ pub(crate) fn capabilities(delegation: &LiveDelegation) -> Capabilities {
         .audio_output(true)
         .auto_tool_reply(true)
         .function_calls(responses)
+        // Replaced by appending them: the model reads the new ones as the rule from now on.
+        .mutable_instructions(true)
         .mutable_tools(responses)
         .delegated_tools(!responses)
         // Seeding and the replay after a reconnect: into `session.start.input`.
@@ -691,8 +693,9 @@ impl WireProtocol for Protocol {
             ModelCommand::CreateResponse => self.respond(q),
             ModelCommand::Interrupt { .. } => {
                 // Nothing to cancel or truncate on Live: the model stops by itself once it
-                // hears the user. What it still says of this utterance is not delivered.
-                self.turns.interrupt();
+                // hears the user. The utterance ends here; what the model still says of it is
+                // not delivered.
+                self.turns.interrupt(q);
             }
             ModelCommand::UpdateSession(settings) => self.update_session(q, &settings),
             ModelCommand::CreateItem { item, .. } => self.create_item(q, *item),

@@ -29,7 +29,7 @@ struct Utterance {
     transcript: String,
     /// Output silence since the last sound or transcript.
     silent_ms: f64,
-    /// The user cut in and the application stopped playing: the rest is not delivered.
+    /// Cut off by the user or the application.
     interrupted: bool,
     /// Some audio was delivered.
     audio: bool,
@@ -53,6 +53,9 @@ pub(crate) struct Turns {
     last_user_text: String,
     /// Backend usage to report with the next `ResponseDone`.
     usage: Option<Usage>,
+    /// After a barge-in: the model is still finishing the utterance it was cut off in. Its
+    /// output is not delivered until it has been silent this long (ms).
+    draining: Option<f64>,
     next: u64,
 }
 
@@ -64,6 +67,7 @@ impl Turns {
             user: None,
             last_user_text: String::new(),
             usage: None,
+            draining: None,
             next: 0,
         }
     }
@@ -98,6 +102,18 @@ impl Turns {
     /// A chunk of the output track. Returns whether it started a response.
     pub(crate) fn output_audio(&mut self, data: Bytes, q: &mut Queues) -> bool {
         let silent = is_silent(&data, self.format);
+        if let Some(quiet) = self.draining.as_mut() {
+            // What the model says after it was cut off is not heard: wait for its silence.
+            *quiet = if silent {
+                *quiet + self.format.bytes_to_ms(data.len())
+            } else {
+                0.0
+            };
+            if *quiet >= END_SILENCE_MS {
+                self.draining = None;
+            }
+            return false;
+        }
         let started = match self.response {
             // Silence between utterances is not delivered.
             None if silent => return false,
@@ -116,15 +132,13 @@ impl Turns {
         } else {
             r.silent_ms = 0.0;
         }
-        if !r.interrupted {
-            r.audio = true;
-            q.event(ModelEvent::Audio {
-                response_id: r.response_id.clone(),
-                item_id: r.item_id.clone(),
-                content_index: 0,
-                data,
-            });
-        }
+        r.audio = true;
+        q.event(ModelEvent::Audio {
+            response_id: r.response_id.clone(),
+            item_id: r.item_id.clone(),
+            content_index: 0,
+            data,
+        });
         if r.silent_ms >= END_SILENCE_MS {
             self.end_response(q);
         }
@@ -133,6 +147,10 @@ impl Turns {
 
     /// A fragment of the model's transcript. Returns whether it started a response.
     pub(crate) fn output_transcript(&mut self, delta: String, q: &mut Queues) -> bool {
+        if let Some(quiet) = self.draining.as_mut() {
+            *quiet = 0.0;
+            return false;
+        }
         let started = self.response.is_none();
         if started {
             self.start_response(q);
@@ -239,11 +257,16 @@ impl Turns {
         });
     }
 
-    /// The application stopped playing the current utterance.
-    pub(crate) fn interrupt(&mut self) {
-        if let Some(r) = self.response.as_mut() {
-            r.interrupted = true;
-        }
+    /// The utterance being delivered is cut off (the user spoke, or the application
+    /// interrupted): it ends `Cancelled` now, and what the model still says of it is not
+    /// delivered (the model stops by itself once it hears the user).
+    pub(crate) fn interrupt(&mut self, q: &mut Queues) {
+        let Some(r) = self.response.as_mut() else {
+            return;
+        };
+        r.interrupted = true;
+        self.end_response(q);
+        self.draining = Some(0.0);
     }
 
     /// A fragment of the user's transcript: the first of a turn is its `SpeechStarted` (a
@@ -266,6 +289,8 @@ impl Turns {
                 item_id: item_id.clone(),
                 audio_start_ms: start_ms,
             });
+            // A barge-in: the model stops for the user (`server_interrupts`).
+            self.interrupt(q);
             q.event(ModelEvent::Item(RealtimeItem::Message(
                 items::MessageItem {
                     item_id: item_id.clone(),

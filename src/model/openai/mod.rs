@@ -153,6 +153,17 @@ impl RealtimeModel for OpenAIRealtimeWebSocketModel {
         }
         .boxed()
     }
+
+    /// The `model` of the URL's query when it has one, else the builder's.
+    fn model_name(&self) -> Option<String> {
+        let from_url = self.config.url.as_deref().and_then(|url| {
+            let (_, query) = url.split_once('?')?;
+            query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("model="))
+        });
+        Some(from_url.unwrap_or(&self.config.model).to_owned())
+    }
 }
 
 fn endpoint(config: &Config) -> String {
@@ -243,6 +254,25 @@ mod tests {
         assert_eq!(
             endpoint(&config),
             "ws://127.0.0.1:1/v1/realtime?model=x&call_id=rtc_1"
+        );
+    }
+
+    #[test]
+    fn model_name_prefers_the_urls_model() {
+        let name = |model: OpenAIRealtimeWebSocketModel| model.model_name();
+        assert_eq!(
+            name(OpenAIRealtimeWebSocketModel::new()).as_deref(),
+            Some("gpt-realtime")
+        );
+        let builder = || OpenAIRealtimeWebSocketModel::builder().model("gpt-realtime-mini");
+        assert_eq!(
+            name(builder().url("ws://127.0.0.1:1/v1/realtime").build()).as_deref(),
+            Some("gpt-realtime-mini")
+        );
+        let url = "wss://x.example/openai/v1/realtime?api-version=1&model=gpt-realtime-2";
+        assert_eq!(
+            name(builder().url(url).build()).as_deref(),
+            Some("gpt-realtime-2")
         );
     }
 

@@ -54,6 +54,11 @@ impl Driver {
     /// Re-creates the local history on a new connection (after a reconnect); returns how many
     /// items were sent.
     pub(super) async fn replay_history(&mut self) -> usize {
+        if !self.caps.create_items {
+            // The backend cannot take items: the new connection starts without the history.
+            tracing::warn!("the backend cannot re-create the history after a reconnect");
+            return 0;
+        }
         let items = self.history.items().to_vec();
         let count = items.len();
         for item in items {

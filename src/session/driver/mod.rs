@@ -28,13 +28,13 @@ use tracing::Instrument as _;
 
 use super::{Canceller, PlaybackTracker, RealtimeSessionEvent, ResponseEnd, TurnCause};
 use crate::audio::AudioFormat;
+use crate::config::RealtimeRunConfig;
 use crate::hooks::HookDecision;
 use crate::items::{History, ItemStatus, MessageItem, RealtimeItem, Role, Upsert};
 use crate::model::{
-    AudioCut, ModelCommand, ModelEvent, RealtimeConnection, RealtimeModel, ResponseStatus,
-    SessionSettings, Usage,
+    AudioCut, Capabilities, ModelCommand, ModelEvent, RealtimeConnection, RealtimeModel,
+    ResponseStatus, SessionSettings, Usage,
 };
-use crate::runner::RealtimeRunConfig;
 use crate::wake::Wakes;
 use crate::{Error, RealtimeAgent, Result, RunContext};
 
@@ -166,6 +166,16 @@ struct Playing {
     bytes: usize,
 }
 
+/// An assistant item the user cut off: `played_ms` of `received_ms` were heard.
+#[derive(Debug)]
+struct Cut {
+    response_id: String,
+    item_id: String,
+    content_index: u32,
+    played_ms: u64,
+    received_ms: f64,
+}
+
 /// Why the session ends, from outside the connection.
 enum Step {
     Close,
@@ -176,6 +186,8 @@ enum Step {
 /// The session task.
 pub(crate) struct Driver {
     conn: Box<dyn RealtimeConnection>,
+    /// What the backend can do (read again after each reconnect and session update).
+    caps: Capabilities,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<RealtimeSessionEvent>,
     /// Events that come after the channel's: the ones emitted while the session ends without
@@ -185,6 +197,7 @@ pub(crate) struct Driver {
     tail_tx: Option<oneshot::Sender<VecDeque<RealtimeSessionEvent>>>,
     /// The session is ending: events never wait for room in the channel.
     ending: bool,
+
     cancel: CancellationToken,
     shared: Shared,
     agent: Arc<RealtimeAgent>,
@@ -212,6 +225,11 @@ pub(crate) struct Driver {
     /// reported as [`ResponseEnd::Interrupted`].
     interrupted_response: Option<String>,
     playing: Option<Playing>,
+    /// Items cut off while their response still streams: their history transcript becomes
+    /// what was heard once the response ends.
+    cut_items: Vec<Cut>,
+    /// The last cut `stop_playback` made.
+    last_cut: Option<Cut>,
     audio_started: bool,
     usage: Usage,
     turns: Turns,
@@ -237,12 +255,14 @@ impl Driver {
     ) -> Self {
         let output_format = shared.config.settings.output_format.unwrap_or_default();
         Self {
+            caps: conn.capabilities(),
             conn,
             commands,
             events,
             tail: VecDeque::new(),
             tail_tx: Some(tail),
             ending: false,
+
             cancel: CancellationToken::new(),
             shared,
             agent,
@@ -267,6 +287,8 @@ impl Driver {
             active_response: None,
             interrupted_response: None,
             playing: None,
+            cut_items: Vec::new(),
+            last_cut: None,
             audio_started: false,
             usage: Usage::default(),
             turns: Turns::default(),
@@ -297,7 +319,13 @@ impl Driver {
             .max_duration
             .map(|limit| tokio::time::Instant::now() + limit);
         let seed = self.shared.config.initial_history.clone();
-        if !seed.is_empty() {
+        if !seed.is_empty() && !self.caps.create_items {
+            let error = Error::Config(
+                "this backend cannot create conversation items: the seeded history was not sent"
+                    .into(),
+            );
+            self.emit(RealtimeSessionEvent::Error { error }).await;
+        } else if !seed.is_empty() {
             self.seed_history(seed).await;
         }
         // Created once: waits for the whole session, polled only when one of them fires.
@@ -540,6 +568,12 @@ impl Driver {
                 return;
             }
         }
+        if matches!(command, ModelCommand::CreateResponse) && !self.caps.response_create {
+            let error = Error::Config(
+                "this backend decides itself when to respond: it takes no response requests".into(),
+            );
+            return self.emit(RealtimeSessionEvent::Error { error }).await;
+        }
         let asks_response = match &command {
             ModelCommand::UserMessage { respond, .. }
             | ModelCommand::ToolOutput { respond, .. } => *respond,
@@ -552,8 +586,12 @@ impl Driver {
         // The frame goes out when the connection is polled, together with any others queued
         // in this pass.
         self.wakes.mark(wake::CONNECTION);
+        let message = matches!(command, ModelCommand::UserMessage { respond: true, .. });
         match self.conn.send(command) {
             Ok(()) if asks_response => {
+                if message {
+                    self.turns.message_sent();
+                }
                 let owner = self.turns.request_owner.take();
                 self.turn_request(owner).await;
             }
@@ -636,6 +674,7 @@ impl Driver {
             };
             match result {
                 Ok(conn) => {
+                    self.caps = conn.capabilities();
                     self.conn = conn;
                     self.wakes.mark(wake::CONNECTION);
                     self.audio_started = false;
@@ -724,6 +763,14 @@ impl Driver {
                 let _ = reply.send(result);
             }
             Command::UpdateHistory(edit, reply) => {
+                if !self.caps.edit_items {
+                    let error = Error::Config(
+                        "this backend's conversation is append-only: history cannot be edited"
+                            .into(),
+                    );
+                    let _ = reply.send(Err(error));
+                    return;
+                }
                 self.update_history(edit).await;
                 let _ = reply.send(Ok(()));
             }
@@ -741,7 +788,29 @@ impl Driver {
 
     async fn send_agent_settings(&mut self) {
         match agent_settings(&self.shared, &self.agent, self.audio_started).await {
-            Ok(settings) => {
+            Ok(mut settings) => {
+                // What the backend cannot change mid-session stays as it was.
+                let caps = &self.caps;
+                let kept = [
+                    (
+                        !caps.mutable_instructions && settings.instructions.take().is_some(),
+                        "instructions",
+                    ),
+                    (
+                        !caps.mutable_tools && settings.tools.take().is_some(),
+                        "tools",
+                    ),
+                    (
+                        !caps.mutable_voice && settings.voice.take().is_some(),
+                        "voice",
+                    ),
+                ];
+                for (_, what) in kept.iter().filter(|(kept, _)| *kept) {
+                    tracing::warn!(
+                        what,
+                        "the backend cannot change this mid-session; it stays as it was"
+                    );
+                }
                 self.send(ModelCommand::UpdateSession(Box::new(settings)))
                     .await
             }
@@ -771,6 +840,7 @@ impl Driver {
         if let Some(hooks) = &self.shared.config.hooks {
             hooks.on_agent_end(&self.shared.context, &agent);
         }
+        self.keep_heard_of(&response_id).await;
         self.turn_response_ended(&response_id, status, usage);
         let agent = agent.name().to_owned();
         self.emit(RealtimeSessionEvent::AgentEnd {
@@ -801,6 +871,7 @@ impl Driver {
             } => {
                 self.output_format = output_format;
                 self.server_interrupts = server_interrupts;
+                self.caps = self.conn.capabilities();
             }
             ModelEvent::ResponseStarted { response_id } => {
                 if let Some(previous) = self.active_response.take() {
@@ -861,6 +932,10 @@ impl Driver {
                         "response `{response_id}` ended, but it never started (no ResponseStarted)"
                     ));
                     self.emit(E::Error { error }).await;
+                }
+                if let Some(error) = self.shared.config.budget_exceeded(&self.usage) {
+                    // Over budget: no further response is asked for; the session ends.
+                    return self.close(Some(error), true).await;
                 }
                 self.batches
                     .entry(response_id.clone())
@@ -956,6 +1031,9 @@ impl Driver {
                 .await;
             }
             ModelEvent::Item(item) => {
+                if item.as_message().is_some_and(|m| m.role == Role::User) {
+                    self.turns.message_echoed();
+                }
                 let id = item.item_id().to_owned();
                 if self.own_items.contains(&id) && self.history.get(&id).is_some() {
                     // The server echoing an item this session created: already in history.
@@ -1090,6 +1168,7 @@ impl Driver {
     /// for the guardrails is dropped: nobody heard it.
     async fn stop_playback(&mut self) -> Option<AudioCut> {
         self.held.clear();
+        self.last_cut = None;
         let playing = self.playing.take()?;
         let received_ms = self.output_format.bytes_to_ms(playing.bytes) as u64;
         let played_ms = self
@@ -1110,6 +1189,13 @@ impl Driver {
             played_ms,
         })
         .await;
+        self.last_cut = Some(Cut {
+            response_id: playing.response_id.clone(),
+            item_id: playing.item_id.clone(),
+            content_index: playing.content_index,
+            played_ms,
+            received_ms: self.output_format.bytes_to_ms(playing.bytes),
+        });
         // Truncating at 0 ms before anything was heard is rejected by the API; leave it.
         (played_ms > 0).then_some(AudioCut {
             item_id: playing.item_id,
@@ -1118,11 +1204,67 @@ impl Driver {
         })
     }
 
+    /// The history keeps what the user heard of a cut-off item, as the server does (it drops
+    /// the transcript of what it truncates, and the model no longer sees the rest).
+    async fn keep_heard(&mut self, cut: Cut) {
+        let Some(full) = self.history.get(&cut.item_id).and_then(|item| {
+            let message = item.as_message()?;
+            message
+                .content
+                .get(cut.content_index as usize)?
+                .text()
+                .map(str::to_owned)
+        }) else {
+            return;
+        };
+        let heard = turns::heard_part(&full, cut.received_ms, cut.played_ms);
+        if heard.len() == full.len() {
+            return;
+        }
+        let heard = heard.to_owned();
+        self.history
+            .set_transcript(&cut.item_id, cut.content_index, Role::Assistant, &heard);
+        if let Some(item) = self.history.get(&cut.item_id).cloned() {
+            self.emit(RealtimeSessionEvent::HistoryUpdated { item })
+                .await;
+        }
+    }
+
+    /// A response ended: its cut-off items keep only what was heard.
+    async fn keep_heard_of(&mut self, response_id: &str) {
+        let cuts: Vec<Cut> = self
+            .cut_items
+            .extract_if(.., |c| c.response_id == response_id)
+            .collect();
+        for cut in cuts {
+            self.keep_heard(cut).await;
+        }
+    }
+
     async fn interrupt(&mut self, cancel_response: bool) {
         if self.interrupted_response.is_none() {
             self.interrupted_response = self.active_response.clone();
         }
-        let cut = self.stop_playback().await;
+        let mut cut = self.stop_playback().await;
+        if let Some(heard) = self.last_cut.take() {
+            // The user cut in: the history keeps what they heard, now or once the response
+            // stops streaming.
+            if self.active_response.as_deref() == Some(heard.response_id.as_str()) {
+                self.cut_items.push(heard);
+            } else {
+                self.keep_heard(heard).await;
+            }
+        }
+        let mut cancel_response = cancel_response;
+        if !self.caps.truncation {
+            // The backend cannot cut an item at what was heard: only playback stops.
+            cut = None;
+        }
+        if cancel_response && !self.caps.response_cancel {
+            // The backend cannot cancel: the rest of the response is dropped here instead.
+            self.blocked_response.clone_from(&self.active_response);
+            cancel_response = false;
+        }
         if cancel_response || cut.is_some() {
             self.send(ModelCommand::Interrupt {
                 cancel_response,

@@ -104,6 +104,15 @@ impl Driver {
             tracing::debug!(%call_id, "duplicate function call ignored");
             return;
         }
+        let response_id = if self.caps.delegated_tools
+            && self.active_response.as_deref() != Some(response_id.as_str())
+            && !self.batches.contains_key(&response_id)
+        {
+            // Work delegated outside any response: the call is answered on its own.
+            own_batch(&mut self.batches, &call_id)
+        } else {
+            response_id
+        };
         let agent = self.agent.clone();
         let ctx_ref = &self.shared.context;
         if let Some(tool) = agent.tools().iter().find(|t| t.name() == name) {
@@ -345,7 +354,10 @@ impl Driver {
             // The answer to these outputs belongs to the calls' turn.
             let owner = self.turns.batch_owner(batch);
             if let Some(batch) = self.batches.remove(batch) {
-                if batch.respond {
+                if batch.respond && self.caps.auto_tool_reply {
+                    // The backend answers tool outputs by itself: the turn awaits that answer.
+                    self.turn_request(owner).await;
+                } else if batch.respond {
                     self.turns.request_owner = owner;
                     self.send(ModelCommand::CreateResponse).await;
                 }

@@ -49,6 +49,8 @@ struct OpenTurn {
     /// When the user's part ended (message sent, audio committed, speech stopped).
     user_end: Option<Instant>,
     speaking: bool,
+    /// Its user message went out and the backend has not echoed it as an item yet.
+    unechoed: bool,
     /// The user's part ended with no answer asked for: the turn waits for a request, or ends
     /// when the next one begins.
     unanswered: bool,
@@ -139,6 +141,20 @@ impl Turns {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// The newest turn's user message went out.
+    pub(super) fn message_sent(&mut self) {
+        if let Some(turn) = self.open.last_mut() {
+            turn.unechoed = true;
+        }
+    }
+
+    /// The backend echoed a user message: the oldest turn waiting for an echo has it.
+    pub(super) fn message_echoed(&mut self) {
+        if let Some(turn) = self.open.iter_mut().find(|t| t.unechoed) {
+            turn.unechoed = false;
         }
     }
 
@@ -247,7 +263,7 @@ fn server_answers_speech(settings: &crate::model::SessionSettings) -> bool {
 }
 
 /// `text` cut to the share of its audio that was heard.
-fn heard_part(text: &str, generated_ms: f64, heard_ms: u64) -> &str {
+pub(super) fn heard_part(text: &str, generated_ms: f64, heard_ms: u64) -> &str {
     if generated_ms <= 0.0 || heard_ms as f64 >= generated_ms {
         return text;
     }
@@ -308,6 +324,7 @@ impl Driver {
             cause,
             user_end,
             speaking: cause == TurnCause::Speech,
+            unechoed: false,
             unanswered: cause == TurnCause::AudioCommitted,
             active: 0,
             span,
@@ -478,6 +495,14 @@ impl Driver {
     }
 
     async fn finish_turn(&mut self, turn: OpenTurn, end: Option<SessionEnd>) {
+        if turn.unechoed && end.is_none() {
+            let error = Error::Contract(format!(
+                "the user message of turn {} was never echoed as an Item, so it is missing \
+                 from the history",
+                turn.id
+            ));
+            self.emit(RealtimeSessionEvent::Error { error }).await;
+        }
         let result = self.turn_result(turn, end);
         self.turns
             .call_turns

@@ -128,8 +128,15 @@ impl ConnectionState {
     }
 
     fn item_id(&mut self) -> String {
-        self.next_item += 1;
-        format!("item_{}", self.next_item)
+        loop {
+            self.next_item += 1;
+            let id = format!("item_{}", self.next_item);
+            // A client may have created items with ids of this form (a conversation saved
+            // from another connection): like the real API, never hand out an id in use.
+            if self.find(&id).is_none() {
+                return id;
+            }
+        }
     }
 
     /// Handles one client event.
