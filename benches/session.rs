@@ -10,6 +10,10 @@
 //!   session task and the event channel are.
 //! * `session/transcript_delta/history_N`: the same for an assistant transcript delta once the
 //!   history holds N items: the cost must not grow with N.
+//! * `live_wire/*` and `live_session/*`: the same for the Live backend (`model::live`): a 20 ms
+//!   and a 100 ms `session.output_audio.delta` (what the real API sends; silence detection
+//!   included), a `session.output_transcript.delta`, a 20 ms `session.input_audio.append`;
+//!   end to end, an audio and a transcript delta through a session on a `LiveModel`.
 //!
 //! Run briefly with:
 //! `cargo bench --bench session -- --warm-up-time 1 --measurement-time 3`
@@ -20,6 +24,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::{SinkExt, StreamExt};
+use realtime_agents::model::live::{LiveModel, bench::Wire as LiveWire};
 use realtime_agents::model::{ModelCommand, OpenAIRealtimeWebSocketModel, bench::Wire};
 use realtime_agents::protocol::ServerEvent;
 use realtime_agents::{RealtimeAgent, RealtimeRunner, RealtimeSession, RealtimeSessionEvent as E};
@@ -46,6 +51,20 @@ fn audio_delta_frame() -> String {
 fn transcript_delta_frame() -> String {
     json!({"type": "response.output_audio_transcript.delta", "event_id": "event_4712", "response_id": "resp_12",
            "item_id": "item_asst", "output_index": 0, "content_index": 0, "delta": " word"})
+    .to_string()
+}
+
+/// A Live `session.output_audio.delta` of `ms` milliseconds (no ids, as on the real API).
+fn live_audio_delta_frame(ms: usize) -> String {
+    let pcm: Vec<u8> = pcm_chunk().repeat(ms / 20);
+    json!({"type": "session.output_audio.delta",
+           "delta": base64::engine::general_purpose::STANDARD.encode(pcm)})
+    .to_string()
+}
+
+fn live_transcript_delta_frame() -> String {
+    json!({"type": "session.output_transcript.delta", "event_id": "event_4712", "delta": " word",
+           "start_ms": 4800, "end_ms": 5000})
     .to_string()
 }
 
@@ -111,7 +130,8 @@ enum Job {
 }
 
 /// A WebSocket server on another thread that sends what it is told, as fast as the client
-/// reads, and reads (and drops) what the client sends.
+/// reads, and reads (and drops) what the client sends. It speaks first with `session.created`
+/// (Realtime), or answers `session.start` with `session.started` (Live).
 struct Loopback {
     url: String,
     jobs: mpsc::UnboundedSender<Job>,
@@ -119,6 +139,10 @@ struct Loopback {
 
 impl Loopback {
     fn start() -> Self {
+        Self::start_speaking(false)
+    }
+
+    fn start_speaking(live: bool) -> Self {
         let (jobs, mut rx) = mpsc::unbounded_channel::<Job>();
         let (url_tx, url_rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -133,9 +157,8 @@ impl Loopback {
                         .await
                         .expect("bind");
                     let addr = listener.local_addr().expect("addr");
-                    url_tx
-                        .send(format!("ws://{addr}/v1/realtime"))
-                        .expect("url");
+                    let path = if live { "live/sessions" } else { "realtime" };
+                    url_tx.send(format!("ws://{addr}/v1/{path}")).expect("url");
                     let (stream, _) = listener.accept().await.expect("accept");
                     stream.set_nodelay(true).expect("nodelay");
                     let mut ws = tokio_tungstenite::accept_async(stream)
@@ -146,9 +169,14 @@ impl Loopback {
                         "output_modalities": ["audio"],
                         "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000}, "turn_detection": null},
                                   "output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "alloy"}}}});
-                    ws.send(Message::text(created.to_string()))
-                        .await
-                        .expect("send");
+                    let started = json!({"type": "session.started", "event_id": "ev_ss", "session": {
+                        "id": "sess_1", "expires_at": 0, "model": "gpt-live-1", "status": "active",
+                        "audio": {"format": {"type": "audio/pcm", "rate": 24000}}}});
+                    if !live {
+                        ws.send(Message::text(created.to_string()))
+                            .await
+                            .expect("send");
+                    }
                     let mut appends = 0u64;
                     let mut waiting: Option<(u64, Utf8Bytes)> = None;
                     loop {
@@ -171,6 +199,12 @@ impl Loopback {
                             },
                             message = ws.next() => match message {
                                 Some(Ok(Message::Text(text))) => {
+                                    if live
+                                        && text.as_str().contains(r#""type":"session.start""#)
+                                        && ws.send(Message::text(started.to_string())).await.is_err()
+                                    {
+                                        return;
+                                    }
                                     if text.as_str().starts_with(r#"{"type":"input_audio_buffer.append""#) {
                                         appends += 1;
                                         if waiting.as_ref().is_some_and(|(n, _)| appends >= *n) {
@@ -309,5 +343,87 @@ fn end_to_end(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, wire, end_to_end);
+fn live_wire(c: &mut Criterion) {
+    let mut g = c.benchmark_group("live_wire");
+    g.throughput(Throughput::Elements(1));
+    let mut wire = LiveWire::new();
+    let mut events = Vec::with_capacity(8);
+    let frames = [
+        ("decode_output_audio_delta_20ms", live_audio_delta_frame(20)),
+        (
+            "decode_output_audio_delta_100ms",
+            live_audio_delta_frame(100),
+        ),
+        (
+            "decode_output_transcript_delta",
+            live_transcript_delta_frame(),
+        ),
+    ];
+    for (name, frame) in frames {
+        let frame = Utf8Bytes::from(frame);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                wire.decode(black_box(frame.clone()), &mut events);
+                black_box(&events);
+                events.clear();
+            })
+        });
+    }
+    let chunk = bytes::Bytes::from(pcm_chunk());
+    g.bench_function("encode_input_audio_append_20ms", |b| {
+        b.iter(|| {
+            black_box(wire.encode(ModelCommand::Audio {
+                audio: black_box(chunk.clone()),
+                commit: false,
+            }))
+        })
+    });
+    g.finish();
+}
+
+fn live_end_to_end(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let mut g = c.benchmark_group("live_session");
+    g.throughput(Throughput::Elements(1));
+    let server = Loopback::start_speaking(true);
+    let model = LiveModel::builder().url(server.url.clone()).build();
+    let mut s = rt
+        .block_on(
+            RealtimeRunner::new(RealtimeAgent::new("Bench"))
+                .model(model)
+                .run(()),
+        )
+        .expect("session");
+    let benches = [
+        (
+            "output_audio_delta_20ms_client_cpu",
+            live_audio_delta_frame(20),
+            (|e: &E| matches!(e, E::Audio { .. })) as fn(&E) -> bool,
+        ),
+        (
+            "output_transcript_delta_client_cpu",
+            live_transcript_delta_frame(),
+            |e: &E| matches!(e, E::TranscriptDelta { .. }),
+        ),
+    ];
+    for (name, frame, pred) in benches {
+        let frame = Utf8Bytes::from(frame);
+        g.bench_function(name, |b| {
+            b.iter_custom(|n| {
+                let start = thread_cpu();
+                rt.block_on(async {
+                    let _ = server.jobs.send(Job::Send(frame.clone(), n));
+                    count(&mut s, n, pred).await;
+                });
+                thread_cpu() - start
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, wire, live_wire, live_end_to_end, end_to_end);
 criterion_main!(benches);

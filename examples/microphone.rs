@@ -5,13 +5,17 @@
 //! OPENAI_API_KEY=sk-... cargo run --example microphone --features audio # the real API
 //! cargo run --example microphone --features audio -- --url ws://127.0.0.1:8765/v1/realtime
 //! cargo run --example microphone --features audio -- --seconds 60 --input "USB Mic" --output "Headphones"
+//! cargo run --example microphone --features audio -- --backend live     # OpenAI's Live API
 //! ```
 //!
 //! Use headphones: with loudspeakers the agent hears itself and interrupts itself. The
 //! simulator does not understand real speech; it answers with how long you spoke. The real API
 //! understands you, calls `get_weather` when you ask about the weather, and stops talking the
 //! moment you start (server VAD barge-in: playback is flushed and the server is told how much
-//! you heard, measured from the frames the sound card actually played).
+//! you heard, measured from the frames the sound card actually played). With `--backend live`
+//! (OpenAI's Live API, or the simulator's Live mode), the model owns turn-taking: it stops by
+//! itself once it hears you, playback is flushed when your words are first transcribed, and
+//! `get_weather` runs through Responses delegation.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +25,8 @@ use realtime_agents::audio::{
     AudioDeviceEvent, Microphone, MicrophoneConfig, Speaker, SpeakerConfig,
 };
 use realtime_agents::items::Role;
-use realtime_agents::model::{OpenAIRealtimeWebSocketModel, SessionSettings};
+use realtime_agents::model::live::{LiveDelegation, LiveModel};
+use realtime_agents::model::{OpenAIRealtimeWebSocketModel, RealtimeModel, SessionSettings};
 use realtime_agents::protocol::TurnDetection;
 use realtime_agents::simulator::Simulator;
 use realtime_agents::{
@@ -53,22 +58,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(120);
     let has_key = std::env::var("OPENAI_API_KEY").is_ok_and(|k| !k.is_empty());
 
+    let live = match arg("--backend").as_deref() {
+        None | Some("realtime") => false,
+        Some("live") => true,
+        Some(other) => {
+            return Err(format!("--backend takes `realtime` or `live`, not {other:?}").into());
+        }
+    };
     let mut simulator = None;
-    let model = match (arg("--url"), has_key) {
-        (Some(url), _) => OpenAIRealtimeWebSocketModel::builder().url(url).build(),
-        (None, true) => OpenAIRealtimeWebSocketModel::new(),
+    let url = match (arg("--url"), has_key) {
+        (Some(url), _) => Some(url),
+        (None, true) => None,
         (None, false) => {
             let sim = Simulator::start().await?;
-            println!(
-                "No OPENAI_API_KEY: talking to the built-in simulator at {}",
-                sim.url()
-            );
-            let model = OpenAIRealtimeWebSocketModel::builder()
-                .url(sim.url())
-                .build();
+            let url = if live { sim.live_url() } else { sim.url() };
+            println!("No OPENAI_API_KEY: talking to the built-in simulator at {url}");
             simulator = Some(sim);
-            model
+            Some(url)
         }
+    };
+    let model: Arc<dyn RealtimeModel> = if live {
+        let mut builder =
+            LiveModel::builder().delegation(LiveDelegation::responses("gpt-5.4-mini"));
+        if let Some(url) = url {
+            builder = builder.url(url);
+        }
+        Arc::new(builder.build())
+    } else {
+        let mut builder = OpenAIRealtimeWebSocketModel::builder();
+        if let Some(url) = url {
+            builder = builder.url(url);
+        }
+        Arc::new(builder.build())
     };
 
     let mut mic_config = MicrophoneConfig::default().chunk(Duration::from_millis(20));
@@ -120,7 +141,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .settings(SessionSettings::new().turn_detection(Some(TurnDetection::server_vad())))
         .playback_tracker(tracker);
     let mut session = RealtimeRunner::new(agent)
-        .model(model)
+        .shared_model(model)
         .config(config)
         .run(())
         .await?;

@@ -4,8 +4,10 @@
 //! cargo run --example sim_server -- --addr 127.0.0.1:8765 [--speed 1.0] [--api-key KEY] [--stamp-audio] [--tool-done-delay-ms 0]
 //! ```
 //!
-//! Prints `listening on ws://ADDR/v1/realtime` once it accepts connections. Point any
-//! OpenAI Realtime client (this crate, the Python or JS Agents SDK) at that URL.
+//! Prints `listening on ws://ADDR/v1/realtime` once it accepts connections, then
+//! `live on ws://ADDR/v1/live/sessions`. Point any OpenAI Realtime client (this crate, the
+//! Python or JS Agents SDK) at the first URL, and any Live client (this crate's
+//! `model::live`, the `openai` package's `client.live.connect()`) at the second.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -105,6 +107,7 @@ async fn main() {
         }
     };
     println!("listening on {}", sim.url());
+    println!("live on {}", sim.live_url());
     let _ = std::io::stdout().flush();
     if let Err(e) = tokio::signal::ctrl_c().await {
         eprintln!("error: cannot wait for Ctrl-C: {e}");

@@ -13,6 +13,7 @@
 
 mod capabilities;
 pub mod conformance;
+pub mod live;
 mod openai;
 mod settings;
 pub mod task;
@@ -28,6 +29,7 @@ use crate::items::{ItemStatus, MessageContent, MessageItem, RealtimeItem, Role};
 use crate::{Error, Result};
 
 pub use capabilities::Capabilities;
+pub use live::{LiveDelegation, LiveModel, LiveModelBuilder};
 #[doc(hidden)]
 pub use openai::bench;
 pub use openai::{OpenAIRealtimeWebSocketModel, OpenAIRealtimeWebSocketModelBuilder};

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::outgoing::{Due, Events};
-use super::realtime;
+use super::{live, realtime};
 
 const KEY_PROTOCOL_PREFIX: &str = "openai-insecure-api-key.";
 
@@ -45,6 +45,10 @@ pub(crate) trait Machine {
     fn timer(&self) -> Option<Instant>;
     /// The timer fired.
     fn on_timer(&mut self, out: &mut Events);
+    /// The session is over: the loop sends what is queued, closes the socket and ends.
+    fn finished(&self) -> bool {
+        false
+    }
 }
 
 /// The wire protocol a connection speaks, chosen from its upgrade request.
@@ -52,14 +56,20 @@ pub(crate) trait Machine {
 pub(crate) enum Protocol {
     /// OpenAI Realtime GA ([`realtime`]).
     Realtime,
+    /// OpenAI's Live API ([`live`]).
+    Live,
 }
 
 impl Protocol {
-    /// The protocol a request's path asks for. Every path is Realtime, as it always was for
-    /// this simulator: clients keep their own paths and queries. A second protocol claims its
-    /// own path here (OpenAI's Live API: `/v1/live/sessions`).
-    fn of(_path: &str) -> Self {
-        Protocol::Realtime
+    /// The protocol a request's path asks for: a path with a `live` segment
+    /// (`/v1/live/sessions`) is Live; every other path is Realtime, as it always was for this
+    /// simulator (clients keep their own paths and queries).
+    fn of(path: &str) -> Self {
+        if path.split('/').any(|segment| segment == "live") {
+            Protocol::Live
+        } else {
+            Protocol::Realtime
+        }
     }
 }
 
@@ -164,6 +174,8 @@ fn check_request(
     let protocol = Protocol::of(request.uri().path());
     match protocol {
         Protocol::Realtime => realtime::answer_upgrade(&protocols, &mut response),
+        // No subprotocol: Live clients send none.
+        Protocol::Live => {}
     }
     *handshake = Some(Handshake {
         protocol,
@@ -205,6 +217,10 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, cancel: Cancel
             let (machine, out) = realtime::ConnectionState::open(&handshake.query, &shared);
             drive(ws, machine, out, &shared, &cancel, connection).await;
         }
+        Protocol::Live => {
+            let (machine, out) = live::LiveState::open(&shared);
+            drive(ws, machine, out, &shared, &cancel, connection).await;
+        }
     }
 }
 
@@ -240,6 +256,10 @@ async fn drive<M: Machine>(
             if sink.flush().await.is_err() {
                 return;
             }
+        }
+        if machine.finished() {
+            let _ = sink.send(Message::Close(None)).await;
+            return;
         }
         let due = machine.next_due();
         let timer = machine.timer();

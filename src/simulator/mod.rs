@@ -1,4 +1,5 @@
-//! An OpenAI-Realtime-compatible server on loopback, for offline development and tests.
+//! An OpenAI-Realtime-compatible server on loopback, for offline development and tests; it
+//! speaks OpenAI's Live API too (see [Live mode](#live-mode-v1livesessions)).
 //!
 //! [`Simulator`] speaks the GA WebSocket protocol (`session.created`, `session.update`,
 //! conversation items, server VAD, responses with streamed audio and transcripts, function
@@ -126,6 +127,63 @@
 //! 5. With no items: the greeting; after anything else: "Is there anything else I can help
 //!    you with?"
 
+//!
+//! # Live mode (`/v1/live/sessions`)
+//!
+//! The same server speaks OpenAI's Live API ([`Simulator::live_url`]; the
+//! [`live`](crate::model::live) backend's protocol), with the same rules deciding what the
+//! model says:
+//!
+//! * **Handshake**: any path with a `live` segment (`/v1/live/sessions`) is Live; no query is
+//!   needed and none is read. The client speaks first: the first event must be
+//!   `session.start` (anything else gets an `error`, code `session_not_started`), answered by
+//!   `session.started` with the resolved session (`id` `sess_live_<n>`, `expires_at` an hour
+//!   on, `status: "active"`, format, voice `marin` by default, delegation `client` by default,
+//!   instructions, input). The config is strict: an unknown field is an `error`
+//!   (`unknown_parameter`, `param` `session.<field>`), so is a missing `model`
+//!   (`missing_required_parameter`), and the session does not start.
+//! * **Audio**: `session.input_audio.append` in the session's format (PCM 16 or 24 kHz, G.711
+//!   at 8 kHz). The same energy detection as the Realtime simulator's server VAD (−35 dBFS,
+//!   500 ms of silence ends speech) finds the user's turns; audio made with
+//!   [`speech::encode_text`] is transcribed to its text (other
+//!   audio to a description such as `"(2.4 seconds of audio)"`), sent when the turn ends as
+//!   `session.input_transcript.delta` fragments (one word each, with their own leading spaces,
+//!   `start_ms`/`end_ms` on the input timeline). While muted
+//!   (`session.input_audio.mute` → `session.input_audio.muted`), the model hears nothing.
+//! * **Speech**: the simulated model answers each user turn with the rules above. An
+//!   utterance is `session.output_audio.delta`s of 20 ms with `session.output_transcript.delta`
+//!   words just before their audio, paced by [`SimulatorBuilder::speed`], followed by one
+//!   second of silence in 100 ms deltas (digital zeros): the real output track is continuous;
+//!   this one carries silence only after speech, enough for a client to see the utterance end.
+//!   Then `session.usage.updated` (whole seconds since the start). Audio deltas carry an
+//!   `event_id` too, unlike the real API's.
+//! * **Barge-in**: the model keeps talking while the user speaks and stops once it has heard
+//!   them out: when the user's turn ends, its transcript goes out, the rest of the current
+//!   utterance is dropped (its silence still follows) and the model answers.
+//! * **Appends** (`session.{instructions,thinking,commentary}.append`, `delegation_id`
+//!   required, possibly `null`) are acknowledged with `*.appended` (`start_ms`/`end_ms` on the
+//!   output timeline). Instructions extend the instructions (`Always answer:` applies);
+//!   thinking `user: <text>` is a typed user turn (other thinking is silent context);
+//!   commentary with a delegation's id answers it ("Here is what I found: …"); commentary
+//!   with `null` makes the model speak now, answering the conversation so far.
+//! * **Client delegation** (the default): a user turn whose words match a tool named in the
+//!   instructions line `Delegate to the application, as one task, requests for: a, b` (as the
+//!   shared rules match tools: "What's the weather in Paris?" matches `get_weather`) is
+//!   delegated: `session.delegation.created` (`target: "client"`, id `item_<n>`), and the
+//!   spoken acknowledgement "Okay, let me check." The model says the commentary that answers it.
+//! * **Responses delegation**: the tools are `delegation.responses.tools`; a matching turn is
+//!   delegated (`target: "responses"`, with a `response_id`) and the backend's stream comes in
+//!   `response.event`s (`response.created`, one `response.output_item.done` function call per
+//!   call with the shared rules' arguments, `response.completed` with usage). Outputs come back
+//!   as `response.item.create` (`function_call_output`) and `response.create` (both need
+//!   Responses delegation, as on the real API); the latter runs the continuation
+//!   (`response.created`, `response.completed`) and the spoken result. `session.update` may
+//!   change the tools, never the delegation type (`immutable_field_update`).
+//! * **Close**: `session.close` → `session.closed` (`reason: "close_requested"`, the session,
+//!   the usage), then the simulator closes the socket. Errors are `error` events (`type`
+//!   `invalid_request_error`, `client_event_id` echoing the command's `event_id`); the session
+//!   goes on.
+
 // Shared by every protocol: the accept loop and handle (here), the connection loop and its
 // `Machine` seam (`connection`), what the model hears (`hearing`), decides (`brain`) and says
 // (`speech`, `voice`), and the events a connection writes (`outgoing`).
@@ -136,6 +194,7 @@ mod outgoing;
 pub mod speech;
 mod voice;
 // One folder per wire protocol.
+mod live;
 mod realtime;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -163,6 +222,20 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Unpaced, not recording: for the state machines' unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Self {
+        Self {
+            speed: 0.0,
+            tool_done_delay: Duration::ZERO,
+            record: false,
+            stamp_audio: false,
+            api_key: None,
+            events: Mutex::new(Vec::new()),
+            connections: AtomicUsize::new(0),
+        }
+    }
+
     /// Whether client events are kept for [`Simulator::client_events`].
     fn recording(&self) -> bool {
         self.record
@@ -224,6 +297,20 @@ impl Simulator {
     /// The WebSocket URL to connect to: `ws://127.0.0.1:PORT/v1/realtime`.
     pub fn url(&self) -> String {
         format!("ws://{}/v1/realtime", self.addr)
+    }
+
+    /// The WebSocket URL of its OpenAI Live API mode: `ws://127.0.0.1:PORT/v1/live/sessions`
+    /// (the [`live`](crate::model::live) backend's; see the Live module docs for what it does).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> realtime_agents::Result<()> {
+    /// let sim = realtime_agents::simulator::Simulator::start().await?;
+    /// assert!(sim.live_url().ends_with("/v1/live/sessions"));
+    /// # Ok(()) }
+    /// ```
+    pub fn live_url(&self) -> String {
+        format!("ws://{}/v1/live/sessions", self.addr)
     }
 
     /// The address the server listens on.

@@ -1,0 +1,292 @@
+//! The OpenAI Realtime API (GA) over WebSocket: the public model and its builder (here), the
+//! wire protocol ([`protocol`]) and `response.create` sequencing ([`sequencer`]). The socket is
+//! the shared transport's ([`crate::transport`]).
+
+mod protocol;
+mod sequencer;
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+
+use self::protocol::Protocol;
+use super::{RealtimeConnection, RealtimeModel, SessionSettings};
+use crate::Result;
+use crate::protocol::ClientEvent;
+use crate::transport::{Connection, Options, strip_query};
+
+const DEFAULT_MODEL: &str = "gpt-realtime";
+const DEFAULT_BASE_URL: &str = "wss://api.openai.com/v1/realtime";
+#[derive(Clone)]
+struct Config {
+    url: Option<String>,
+    model: String,
+    call_id: Option<String>,
+    transport: Options,
+}
+
+/// The URL is shown without its query (keys travel there too); keys and header values are
+/// redacted.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("url", &self.url.as_deref().map(strip_query))
+            .field("model", &self.model)
+            .field("call_id", &self.call_id)
+            .field("transport", &self.transport)
+            .finish()
+    }
+}
+
+/// The OpenAI Realtime API over WebSocket.
+///
+/// Defaults: `wss://api.openai.com/v1/realtime?model=gpt-realtime`, the key from the builder or
+/// `OPENAI_API_KEY`, a 10 s handshake timeout and a ping every 20 s. With custom headers (for
+/// Azure's `api-key`), the headers are sent as given and no `Authorization` header is added.
+/// The key never appears in `Debug` output, logs or errors.
+///
+/// ```no_run
+/// use realtime_agents::model::OpenAIRealtimeWebSocketModel;
+/// // The real API (key from OPENAI_API_KEY):
+/// let openai = OpenAIRealtimeWebSocketModel::new();
+/// // Azure OpenAI:
+/// let azure = OpenAIRealtimeWebSocketModel::builder()
+///     .url("wss://my-resource.openai.azure.com/openai/v1/realtime?model=gpt-realtime")
+///     .header("api-key", "...")
+///     .build();
+/// // A local simulator:
+/// let local = OpenAIRealtimeWebSocketModel::builder().url("ws://127.0.0.1:8765/v1/realtime").build();
+/// ```
+#[derive(Debug, Clone)]
+pub struct OpenAIRealtimeWebSocketModel {
+    config: Arc<Config>,
+}
+
+impl Default for OpenAIRealtimeWebSocketModel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl OpenAIRealtimeWebSocketModel {
+    /// The real API with default settings.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder for custom URLs, keys, headers and timeouts.
+    pub fn builder() -> OpenAIRealtimeWebSocketModelBuilder {
+        OpenAIRealtimeWebSocketModelBuilder {
+            config: Config {
+                url: None,
+                model: DEFAULT_MODEL.to_owned(),
+                call_id: None,
+                transport: Options::default(),
+            },
+        }
+    }
+}
+
+/// Builder for [`OpenAIRealtimeWebSocketModel`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct OpenAIRealtimeWebSocketModelBuilder {
+    config: Config,
+}
+
+impl OpenAIRealtimeWebSocketModelBuilder {
+    /// Connects to this URL instead of the OpenAI endpoint (Azure, proxies, simulators). The
+    /// `model` query parameter is added when the URL has none.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.config.url = Some(url.into());
+        self
+    }
+
+    /// The model name (default `gpt-realtime`).
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.config.model = model.into();
+        self
+    }
+
+    /// Attaches to an existing SIP or WebRTC call instead of starting a new conversation.
+    /// Audio formats are then left as the call negotiated them.
+    pub fn call_id(mut self, call_id: impl Into<String>) -> Self {
+        self.config.call_id = Some(call_id.into());
+        self
+    }
+
+    crate::transport::transport_setters!("OpenAIRealtimeWebSocketModel");
+
+    /// The finished model.
+    pub fn build(self) -> OpenAIRealtimeWebSocketModel {
+        OpenAIRealtimeWebSocketModel {
+            config: Arc::new(self.config),
+        }
+    }
+}
+
+impl RealtimeModel for OpenAIRealtimeWebSocketModel {
+    fn connect(
+        &self,
+        settings: SessionSettings,
+    ) -> BoxFuture<'static, Result<Box<dyn RealtimeConnection>>> {
+        let config = self.config.clone();
+        async move {
+            let url = endpoint(&config);
+            let key_required = config.url.is_none();
+            let ws =
+                crate::transport::open(&url, &config.transport, key_required, &["model"]).await?;
+            let proto = Protocol::new(config.clone());
+            let session = proto.session_config(&settings, true);
+            let mut connection = Connection::new(ws, proto, &config.transport);
+            connection.q.push_text(
+                ClientEvent::SessionUpdate {
+                    event_id: None,
+                    session,
+                }
+                .to_json(),
+            );
+            let connection: Box<dyn RealtimeConnection> = Box::new(connection);
+            Ok(connection)
+        }
+        .boxed()
+    }
+
+    /// The `model` of the URL's query when it has one, else the builder's.
+    fn model_name(&self) -> Option<String> {
+        let from_url = self.config.url.as_deref().and_then(|url| {
+            let (_, query) = url.split_once('?')?;
+            query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("model="))
+        });
+        Some(from_url.unwrap_or(&self.config.model).to_owned())
+    }
+}
+
+fn endpoint(config: &Config) -> String {
+    let base = config.url.as_deref().unwrap_or(DEFAULT_BASE_URL);
+    let (key, value) = match &config.call_id {
+        Some(call_id) => ("call_id", call_id.as_str()),
+        None => ("model", config.model.as_str()),
+    };
+    if base.contains(&format!("{key}=")) {
+        base.to_owned()
+    } else {
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}{key}={value}")
+    }
+}
+
+/// Benchmark hooks: the OpenAI transport's frame handling without a socket. Not a stable API;
+/// `benches/session.rs` uses it to time the decode and encode steps alone.
+#[doc(hidden)]
+pub mod bench {
+    use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+    use super::*;
+    use crate::model::{ModelCommand, ModelEvent};
+    use crate::transport::{Queues, WireProtocol};
+
+    /// The protocol state of one connection.
+    ///
+    /// ```
+    /// use realtime_agents::model::{ModelCommand, ModelEvent, bench::Wire};
+    /// let mut wire = Wire::new();
+    /// let frame = r#"{"type":"response.output_audio.delta","event_id":"e","response_id":"r","item_id":"i","output_index":0,"content_index":0,"delta":"AAAA"}"#;
+    /// let mut events = Vec::new();
+    /// wire.decode(frame.into(), &mut events);
+    /// assert!(matches!(&events[1], ModelEvent::Audio { data, .. } if data.len() == 3));
+    /// let bytes = wire.encode(ModelCommand::Audio { audio: vec![0u8; 960].into(), commit: false });
+    /// assert_eq!(bytes, 1280 + 47);
+    /// ```
+    #[derive(Debug)]
+    pub struct Wire(Protocol, Queues);
+
+    impl Default for Wire {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    impl Wire {
+        /// A fresh connection's state.
+        pub fn new() -> Self {
+            let model = OpenAIRealtimeWebSocketModel::builder()
+                .url("ws://127.0.0.1:1/v1/realtime")
+                .build();
+            Self(Protocol::new(model.config), Queues::default())
+        }
+
+        /// Handles one server text frame as a connection does; its events go to `out`.
+        pub fn decode(&mut self, frame: Utf8Bytes, out: &mut Vec<ModelEvent>) {
+            self.0.on_text(frame, &mut self.1);
+            out.extend(self.1.events.drain(..));
+        }
+
+        /// Handles one command as a connection does and drops the frames it queued; returns
+        /// their total size.
+        pub fn encode(&mut self, command: ModelCommand) -> usize {
+            self.0.command(command, &mut self.1);
+            let bytes = self.1.frame_bytes();
+            self.1.clear_frames();
+            bytes
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_adds_model_or_call_id() {
+        let mut config = OpenAIRealtimeWebSocketModel::new().config.as_ref().clone();
+        assert_eq!(
+            endpoint(&config),
+            "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+        );
+        config.url = Some("ws://127.0.0.1:1/v1/realtime?model=x".into());
+        assert_eq!(endpoint(&config), "ws://127.0.0.1:1/v1/realtime?model=x");
+        config.call_id = Some("rtc_1".into());
+        assert_eq!(
+            endpoint(&config),
+            "ws://127.0.0.1:1/v1/realtime?model=x&call_id=rtc_1"
+        );
+    }
+
+    #[test]
+    fn model_name_prefers_the_urls_model() {
+        let name = |model: OpenAIRealtimeWebSocketModel| model.model_name();
+        assert_eq!(
+            name(OpenAIRealtimeWebSocketModel::new()).as_deref(),
+            Some("gpt-realtime")
+        );
+        let builder = || OpenAIRealtimeWebSocketModel::builder().model("gpt-realtime-mini");
+        assert_eq!(
+            name(builder().url("ws://127.0.0.1:1/v1/realtime").build()).as_deref(),
+            Some("gpt-realtime-mini")
+        );
+        let url = "wss://x.example/openai/v1/realtime?api-version=1&model=gpt-realtime-2";
+        assert_eq!(
+            name(builder().url(url).build()).as_deref(),
+            Some("gpt-realtime-2")
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let model = OpenAIRealtimeWebSocketModel::builder()
+            .api_key("sk-secret-123")
+            .header("api-key", "az-secret-456")
+            .build();
+        let shown = format!("{model:?}");
+        assert!(
+            !shown.contains("sk-secret-123") && !shown.contains("az-secret-456"),
+            "{shown}"
+        );
+        assert!(shown.contains("[redacted]"));
+    }
+}

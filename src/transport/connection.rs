@@ -1,0 +1,435 @@
+//! One WebSocket connection to a backend, generic over its wire protocol: the socket half that
+//! every backend shares.
+//!
+//! A [`WireProtocol`] turns [`ModelCommand`]s into queued text frames and server text frames
+//! into [`ModelEvent`]s; [`Connection`] owns the socket and does the rest: write batching (frames
+//! queued together go out in one write and one flush), read gating (the socket is read only when
+//! its read side woke, see [`Wakes`]), the keep-alive, binary and close frames, read and close
+//! errors, and closing. Adding a backend means writing its protocol, not a connection.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::{Sink, Stream};
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+
+use super::handshake::Socket;
+use super::open::Options;
+use crate::model::{Capabilities, ModelCommand, ModelEvent, RealtimeConnection};
+use crate::wake::Wakes;
+use crate::{Error, Result};
+
+/// What a protocol hands the connection: frames to write, events to return, and whether the
+/// connection should end.
+#[derive(Debug, Default)]
+pub(crate) struct Queues {
+    frames: VecDeque<Message>,
+    frame_bytes: usize,
+    /// Events not yet returned by `poll_event`.
+    pub(crate) events: VecDeque<ModelEvent>,
+    /// Set by the protocol to end the connection (`Some(None)`: as asked; `Some(Some(e))`: with
+    /// an error), e.g. on a terminal server event.
+    end: Option<Option<Error>>,
+}
+
+impl Queues {
+    /// Queues a text frame.
+    pub(crate) fn push_text(&mut self, text: String) {
+        self.frame_bytes += text.len();
+        self.frames.push_back(Message::Text(text.into()));
+    }
+
+    /// Queues an event.
+    pub(crate) fn event(&mut self, event: ModelEvent) {
+        self.events.push_back(event);
+    }
+
+    /// Bytes of the frames waiting to be written.
+    pub(crate) fn frame_bytes(&self) -> usize {
+        self.frame_bytes
+    }
+
+    /// Drops the frames waiting to be written.
+    pub(crate) fn clear_frames(&mut self) {
+        self.frames.clear();
+        self.frame_bytes = 0;
+    }
+
+    /// Asks the connection to end after the events queued so far (`error: None` for an end the
+    /// client asked for). The first request wins.
+    pub(crate) fn end(&mut self, error: Option<Error>) {
+        if self.end.is_none() {
+            self.end = Some(error);
+        }
+    }
+}
+
+/// A backend's wire protocol: the part of a connection that knows its messages.
+///
+/// Everything is synchronous and socket-free, so that a protocol is tested and benchmarked
+/// without a socket.
+pub(crate) trait WireProtocol: Send + 'static {
+    /// Turns a command into frames (and, for commands the server never echoes, events).
+    fn command(&mut self, command: ModelCommand, q: &mut Queues);
+
+    /// Handles one text frame from the server.
+    fn on_text(&mut self, text: Utf8Bytes, q: &mut Queues);
+
+    /// Called before queued frames are written: a protocol that holds a frame back until the
+    /// last moment (to fold later commands into it) queues it now.
+    #[inline]
+    fn before_write(&mut self, _q: &mut Queues) {}
+
+    /// The application closes the connection: queue what the server should get first. Returns
+    /// `true` to wait (reading) until the protocol calls [`Queues::end`] before the close frame
+    /// goes out, as a protocol with a closing handshake of its own does; the session bounds
+    /// the wait.
+    fn on_close(&mut self, _q: &mut Queues) -> bool {
+        false
+    }
+
+    /// What the backend supports (the connection's
+    /// [`capabilities`](RealtimeConnection::capabilities)).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+}
+
+/// Keep-alive: a ping every `interval`; when one goes unanswered for `timeout`, the server is
+/// reported gone.
+///
+/// Any frame received is proof of life, not only a pong. The deadline is checked only after
+/// the socket was read dry: when the session was busy waiting for the application, the frames
+/// (and the pong) that arrived meanwhile are still in the socket's buffers, and are read first.
+/// A frozen server is thus reported at most `interval + timeout` after its last frame.
+struct KeepAlive {
+    ping: tokio::time::Interval,
+    timeout: Duration,
+    /// Armed while a ping is unanswered (no frame since it was sent).
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// What the keep-alive wants done.
+enum KeepAliveStep {
+    /// Nothing until a timer fires.
+    Idle,
+    /// Send a ping.
+    Ping,
+    /// A ping went unanswered for the timeout.
+    Expired,
+}
+
+impl KeepAlive {
+    fn new(interval: Duration, timeout: Duration) -> Self {
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            ping,
+            timeout,
+            deadline: None,
+        }
+    }
+
+    /// A frame arrived: the server is alive.
+    fn alive(&mut self) {
+        self.deadline = None;
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> KeepAliveStep {
+        if let Some(deadline) = &mut self.deadline {
+            if deadline.as_mut().poll(cx).is_ready() {
+                return KeepAliveStep::Expired;
+            }
+        }
+        if self.ping.poll_tick(cx).is_ready() && self.deadline.is_none() {
+            let mut deadline = Box::pin(tokio::time::sleep(self.timeout));
+            // Registers the deadline's timer.
+            let _ = deadline.as_mut().poll(cx);
+            self.deadline = Some(deadline);
+            return KeepAliveStep::Ping;
+        }
+        KeepAliveStep::Idle
+    }
+}
+
+/// One connection: a socket and a protocol.
+pub(crate) struct Connection<P> {
+    ws: Socket,
+    pub(crate) proto: P,
+    pub(crate) q: Queues,
+    keepalive: Option<KeepAlive>,
+    max_send_queue: usize,
+    /// Frames were written but not yet flushed.
+    flush_pending: bool,
+    /// Whether the socket's read side woke since reading last came up empty: only then is a
+    /// read tried (an empty try still costs tungstenite a read attempt and a buffer to clear,
+    /// and the session polls the connection after every frame it sends).
+    read: Wakes<1>,
+    closing: bool,
+    /// Closing waits for the protocol's own closing handshake to end.
+    close_wait: bool,
+    finished: bool,
+}
+
+/// The only source of [`Connection::read`].
+const READ: u32 = 1;
+
+impl<P: WireProtocol> Connection<P> {
+    pub(crate) fn new(ws: Socket, proto: P, options: &Options) -> Self {
+        let keepalive = options
+            .ping_interval
+            .map(|every| KeepAlive::new(every, options.ping_timeout));
+        Self {
+            ws,
+            proto,
+            q: Queues::default(),
+            keepalive,
+            max_send_queue: options.max_send_queue,
+            flush_pending: false,
+            read: Wakes::new(),
+            closing: false,
+            close_wait: false,
+            finished: false,
+        }
+    }
+
+    fn finish(&mut self, error: Option<Error>) {
+        if !self.finished {
+            self.finished = true;
+            self.q.clear_frames();
+            self.q.events.push_back(ModelEvent::Closed { error });
+        }
+    }
+
+    /// Writes queued messages until the socket pushes back.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<(), tungstenite::Error> {
+        self.proto.before_write(&mut self.q);
+        let mut wrote = false;
+        while !self.q.frames.is_empty() {
+            match Pin::new(&mut self.ws).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(()),
+            }
+            let Some(message) = self.q.frames.pop_front() else {
+                break;
+            };
+            self.q.frame_bytes = self.q.frame_bytes.saturating_sub(message.len());
+            Pin::new(&mut self.ws).start_send(message)?;
+            wrote = true;
+        }
+        // Flush once per batch, and again only while a flush is unfinished.
+        self.flush_pending |= wrote;
+        if self.flush_pending {
+            match Pin::new(&mut self.ws).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.flush_pending = false,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles one frame (or the end of the stream) read from the socket.
+    fn on_frame(&mut self, polled: Option<Result<Message, tungstenite::Error>>) {
+        match polled {
+            Some(Ok(message)) => match message {
+                Message::Text(text) => {
+                    self.proto.on_text(text, &mut self.q);
+                    if let Some(error) = self.q.end.take() {
+                        self.finish(error);
+                    }
+                }
+                Message::Close(frame) => {
+                    let error = (!self.closing).then(|| close_error(frame));
+                    self.finish(error);
+                }
+                Message::Binary(_) => self.q.events.push_back(ModelEvent::Error(Error::Protocol(
+                    "unexpected binary frame from the server".into(),
+                ))),
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+            },
+            Some(Err(e)) => {
+                let error = match e {
+                    tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed
+                        if self.closing =>
+                    {
+                        self.finish(None);
+                        return;
+                    }
+                    e => read_error(e),
+                };
+                self.finish(Some(error));
+            }
+            None => {
+                let error = (!self.closing).then(|| Error::Closed {
+                    code: None,
+                    reason: "connection dropped without a close frame".into(),
+                });
+                self.finish(error);
+            }
+        }
+    }
+}
+
+/// What a close frame (or its absence) means for the session.
+pub(crate) fn close_error(frame: Option<tungstenite::protocol::CloseFrame>) -> Error {
+    match frame {
+        Some(f) => Error::Closed {
+            code: Some(u16::from(f.code)),
+            reason: f.reason.to_string(),
+        },
+        None => Error::Closed {
+            code: None,
+            reason: "closed by the server".into(),
+        },
+    }
+}
+
+/// What a failed read means for the session (the connection is unusable after any of them).
+pub(crate) fn read_error(e: tungstenite::Error) -> Error {
+    use tungstenite::error::{CapacityError, ProtocolError};
+    match e {
+        tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
+            Error::Protocol(format!(
+                "server message too large: {size} bytes, over the limit of {max_size} bytes \
+                 (max_frame_size); connection closed"
+            ))
+        }
+        tungstenite::Error::Capacity(e) => Error::Protocol(format!("frame rejected: {e}")),
+        tungstenite::Error::Utf8(e) => Error::Protocol(format!(
+            "server text frame is not valid UTF-8 ({e}); connection closed"
+        )),
+        tungstenite::Error::Protocol(e) if e != ProtocolError::ResetWithoutClosingHandshake => {
+            Error::Protocol(format!(
+                "server broke the WebSocket protocol ({e}); connection closed"
+            ))
+        }
+        e => Error::Closed {
+            code: None,
+            reason: format!("connection lost: {e}"),
+        },
+    }
+}
+
+impl<P: WireProtocol> RealtimeConnection for Connection<P> {
+    fn send(&mut self, command: ModelCommand) -> Result<()> {
+        if self.finished || self.closing {
+            return Err(Error::SessionClosed);
+        }
+        if self.q.frame_bytes > self.max_send_queue {
+            return Err(Error::Protocol(format!(
+                "send queue over {} bytes: the server is not reading",
+                self.max_send_queue
+            )));
+        }
+        self.proto.command(command, &mut self.q);
+        Ok(())
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<ModelEvent>> {
+        // The keep-alive's deadline passed: read the socket dry before judging the server.
+        let mut check = false;
+        loop {
+            if let Some(event) = self.q.events.pop_front() {
+                return Poll::Ready(Some(event));
+            }
+            if self.finished {
+                return Poll::Ready(None);
+            }
+            if let Err(e) = self.poll_write(cx) {
+                self.finish(Some(Error::Protocol(format!("write failed: {e}"))));
+                continue;
+            }
+            let polled = if self.read.take(cx) != 0 || check {
+                Pin::new(&mut self.ws).poll_next(&mut self.read.context(READ))
+            } else {
+                Poll::Pending
+            };
+            if polled.is_ready() {
+                // There may be more: read again on the next poll.
+                self.read.mark(READ);
+                if let Some(keepalive) = &mut self.keepalive {
+                    keepalive.alive();
+                }
+                check = false;
+            }
+            let Poll::Ready(polled) = polled else {
+                // Nothing more to read: only the keep-alive's timers are left.
+                let Some(keepalive) = &mut self.keepalive else {
+                    return Poll::Pending;
+                };
+                match keepalive.poll(cx) {
+                    KeepAliveStep::Idle => return Poll::Pending,
+                    KeepAliveStep::Ping => {
+                        self.q.frames.push_back(Message::Ping(Default::default()))
+                    }
+                    KeepAliveStep::Expired if check => {
+                        let timeout = keepalive.timeout;
+                        self.finish(Some(Error::Timeout(format!(
+                            "the server sent nothing for {timeout:?} after a ping"
+                        ))));
+                    }
+                    KeepAliveStep::Expired => check = true,
+                }
+                continue;
+            };
+            self.on_frame(polled);
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.proto.capabilities()
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.closing {
+            self.closing = true;
+            if !self.finished {
+                self.close_wait = self.proto.on_close(&mut self.q);
+            }
+        }
+        if self.finished {
+            return Poll::Ready(());
+        }
+        if !self.q.frames.is_empty() || (self.close_wait && self.flush_pending) {
+            if self.poll_write(cx).is_err() {
+                return Poll::Ready(());
+            }
+            if !self.q.frames.is_empty() {
+                return Poll::Pending;
+            }
+        }
+        // The protocol's closing handshake: read until the protocol ends the connection.
+        // Events are no longer wanted (the session reports the close itself).
+        while self.close_wait {
+            if self.q.end.take().is_some() {
+                self.close_wait = false;
+                break;
+            }
+            match Pin::new(&mut self.ws).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(Message::Text(text)))) => {
+                    self.proto.on_text(text, &mut self.q);
+                    self.q.events.clear();
+                }
+                Poll::Ready(other) => {
+                    self.on_frame(other);
+                    self.q.events.clear();
+                    if self.finished {
+                        return Poll::Ready(());
+                    }
+                }
+            }
+        }
+        match Pin::new(&mut self.ws).poll_close(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(_) => {
+                self.finished = true;
+                Poll::Ready(())
+            }
+        }
+    }
+}
