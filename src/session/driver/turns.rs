@@ -90,10 +90,12 @@ impl Turns {
         use RealtimeSessionEvent as E;
         match event {
             E::Audio { item_id, data, .. } => {
-                let now = Instant::now();
                 for id in &self.current {
                     if let Some(turn) = self.open.iter_mut().find(|t| t.id == *id) {
-                        turn.first_audio.get_or_insert(now);
+                        // The clock is read once per turn, not per chunk.
+                        if turn.first_audio.is_none() {
+                            turn.first_audio = Some(Instant::now());
+                        }
                         turn.spoken(item_id).audio_bytes += data.len();
                     }
                 }
@@ -104,10 +106,11 @@ impl Turns {
                 delta,
                 ..
             } => {
-                let now = Instant::now();
                 for id in &self.current {
                     if let Some(turn) = self.open.iter_mut().find(|t| t.id == *id) {
-                        turn.first_transcript.get_or_insert(now);
+                        if turn.first_transcript.is_none() {
+                            turn.first_transcript = Some(Instant::now());
+                        }
                         turn.spoken(item_id).text.push_str(delta);
                     }
                 }
