@@ -358,16 +358,7 @@ async fn every_agent_start_gets_one_agent_end_on_every_path() {
     assert_eq!(end_status(&events), Some(ResponseEnd::Completed));
 
     // Interrupted by the application, then cancelled by the server.
-    let server = ScriptedServer::start(|e, out| match e["type"].as_str() {
-        Some("response.create") => out.send_all([
-            ev::response_created("r1"),
-            ev::assistant_item("a1", None, "in_progress"),
-            ev::audio_delta("r1", "a1", 20),
-        ]),
-        Some("response.cancel") => out.send(ev::response_done("r1", "cancelled")),
-        _ => {}
-    })
-    .await;
+    let server = ScriptedServer::start(support::script::cancellable_response).await;
     let mut session = run(server.model(), RealtimeRunConfig::new()).await;
     session.send_message("hi").await.unwrap();
     let mut events = until(&mut session, |e| matches!(e, E::Audio { .. })).await;

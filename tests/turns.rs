@@ -224,16 +224,7 @@ async fn a_call_waiting_for_approval_keeps_its_turn_open() {
 
 #[tokio::test]
 async fn the_usage_of_a_cancelled_response_counts_in_its_turn() {
-    let server = ScriptedServer::start(|e, out| match e["type"].as_str() {
-        Some("response.create") => out.send_all([
-            ev::response_created("r1"),
-            ev::assistant_item("a1", None, "in_progress"),
-            ev::audio_delta("r1", "a1", 20),
-        ]),
-        Some("response.cancel") => out.send(ev::response_done("r1", "cancelled")),
-        _ => {}
-    })
-    .await;
+    let server = ScriptedServer::start(support::script::cancellable_response).await;
     let mut session = RealtimeRunner::new(RealtimeAgent::new("Assistant"))
         .model(server.model())
         .run(())

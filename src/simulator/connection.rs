@@ -25,6 +25,27 @@ use super::{live, realtime};
 
 const KEY_PROTOCOL_PREFIX: &str = "openai-insecure-api-key.";
 
+/// The fields of a client event that the audio hot path needs, borrowed from the frame.
+#[derive(serde::Deserialize)]
+struct Peek<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    audio: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    event_id: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The base64 audio and the event id of `text` when it is an audio append of type `kind`,
+/// read without building the JSON tree: appends are most of what a voice client sends.
+pub(crate) fn peek_audio_append<'a>(
+    text: &'a str,
+    kind: &str,
+) -> Option<(std::borrow::Cow<'a, str>, Option<std::borrow::Cow<'a, str>>)> {
+    let peek = serde_json::from_str::<Peek<'a>>(text).ok()?;
+    (peek.kind == kind).then_some((peek.audio?, peek.event_id))
+}
+
 /// One connection's protocol: the state machine the connection loop drives.
 ///
 /// Everything is synchronous: each input (a client frame, a due step, a timer) pushes the

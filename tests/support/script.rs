@@ -100,3 +100,17 @@ pub fn tool_script(
         }
     }
 }
+
+/// A response that starts speaking (`r1`, item `a1`, 20 ms of audio) and ends `cancelled` only
+/// when the client sends `response.cancel`.
+pub fn cancellable_response(e: &serde_json::Value, out: &Responder) {
+    match e["type"].as_str() {
+        Some("response.create") => out.send_all([
+            ev::response_created("r1"),
+            ev::assistant_item("a1", None, "in_progress"),
+            ev::audio_delta("r1", "a1", 20),
+        ]),
+        Some("response.cancel") => out.send(ev::response_done("r1", "cancelled")),
+        _ => {}
+    }
+}

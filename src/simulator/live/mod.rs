@@ -13,10 +13,8 @@ mod speaking;
 #[cfg(test)]
 mod tests;
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -24,7 +22,7 @@ use self::delegation::Delegation;
 use self::speaking::Utterance;
 use super::Shared;
 use super::brain::Turn;
-use super::connection::Machine;
+use super::connection::{Machine, peek_audio_append};
 use super::hearing::{InputAudio, SpeechDetector};
 use super::outgoing::{Due, Events};
 use crate::audio::AudioFormat;
@@ -181,33 +179,14 @@ fn missing(param: &str) -> Rejection {
     )
 }
 
-/// The fields of a client event that the audio hot path needs, borrowed from the frame.
-#[derive(Deserialize)]
-struct Peek<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    audio: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    event_id: Option<Cow<'a, str>>,
-}
-
 impl Machine for LiveState {
     fn on_text(&mut self, text: &str, shared: &Shared, out: &mut Events) {
         if !shared.recording() && self.session.is_some() {
-            // Audio appends skip the JSON tree: they are most of what a voice client sends.
-            if let Ok(Peek {
-                kind,
-                audio: Some(audio),
-                event_id,
-            }) = serde_json::from_str::<Peek<'_>>(text)
-            {
-                if kind == "session.input_audio.append" {
-                    if let Err(rejection) = self.append_audio(&audio, out) {
-                        out.push(error_event(rejection, event_id.as_deref()));
-                    }
-                    return;
+            if let Some((audio, event_id)) = peek_audio_append(text, "session.input_audio.append") {
+                if let Err(rejection) = self.append_audio(&audio, out) {
+                    out.push(error_event(rejection, event_id.as_deref()));
                 }
+                return;
             }
         }
         match serde_json::from_str::<Value>(text) {

@@ -18,10 +18,8 @@ mod stream;
 mod tests;
 mod truncate;
 
-use std::borrow::Cow;
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::server::Response as UpgradeResponse;
@@ -31,7 +29,7 @@ use self::errors::{error_event, invalid, missing};
 use self::items::StoredItem;
 use self::response::Response;
 use super::Shared;
-use super::connection::{Machine, query_param};
+use super::connection::{Machine, peek_audio_append, query_param};
 use super::hearing::InputAudio;
 use super::outgoing::{Due, Events};
 use crate::audio::AudioFormat;
@@ -204,31 +202,12 @@ impl ConnectionState {
     }
 }
 
-/// The fields of a client event that the audio hot path needs, borrowed from the frame.
-#[derive(Deserialize)]
-struct Peek<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    audio: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    event_id: Option<Cow<'a, str>>,
-}
-
 impl Machine for ConnectionState {
     fn on_text(&mut self, text: &str, shared: &Shared, out: &mut Events) {
         if !shared.recording() {
-            // Audio appends skip the JSON tree: they are most of what a voice client sends.
-            if let Ok(Peek {
-                kind,
-                audio: Some(audio),
-                event_id,
-            }) = serde_json::from_str::<Peek<'_>>(text)
-            {
-                if kind == "input_audio_buffer.append" {
-                    self.on_append(&audio, event_id.as_deref(), out);
-                    return;
-                }
+            if let Some((audio, event_id)) = peek_audio_append(text, "input_audio_buffer.append") {
+                self.on_append(&audio, event_id.as_deref(), out);
+                return;
             }
         }
         match serde_json::from_str::<Value>(text) {
