@@ -59,6 +59,7 @@ const USAGE: &str = "usage: loadtest [--sessions N] [--seconds T] [--workers W] 
      --warmup      seconds of streaming before the window (default 3)\n\
      --workers     client runtime worker threads (default 2)\n\
      --batch-ms    send microphone audio in batches of up to this many ms (input_audio_batch; default 0)\n\
+     --coalesce-ms let each session task sleep this long after a pass (wake_coalescing; default 0)\n\
      --in-process  run the simulator on a separate runtime in this process (RSS then includes it)\n\
      --url         use a running server (delays need one that stamps audio: sim_server --stamp-audio)\n\
      --serve       run only the stamping simulator and print its URL (used by the default mode)";
@@ -76,6 +77,7 @@ struct Args {
     warmup: f64,
     workers: usize,
     batch_ms: u64,
+    coalesce_ms: u64,
     in_process: bool,
     url: Option<String>,
     serve: bool,
@@ -88,6 +90,7 @@ fn parse_args() -> Result<Args, String> {
         warmup: 3.0,
         workers: 2,
         batch_ms: 0,
+        coalesce_ms: 0,
         in_process: false,
         url: None,
         serve: false,
@@ -104,6 +107,9 @@ fn parse_args() -> Result<Args, String> {
             "--warmup" => args.warmup = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
             "--workers" => args.workers = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
             "--batch-ms" => args.batch_ms = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
+            "--coalesce-ms" => {
+                args.coalesce_ms = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?;
+            }
             "--in-process" => args.in_process = true,
             "--url" => args.url = Some(value(&arg)?),
             "--serve" => args.serve = true,
@@ -391,9 +397,11 @@ fn run(args: &Args) -> Result<Report, String> {
                 Ok::<_, String>(format!("Sunny and 21 degrees in {}", args.city))
             },
         ));
-    let runner = RealtimeRunner::new(agent)
-        .model(model)
-        .config(RealtimeRunConfig::new().input_audio_batch(Duration::from_millis(args.batch_ms)));
+    let runner = RealtimeRunner::new(agent).model(model).config(
+        RealtimeRunConfig::new()
+            .input_audio_batch(Duration::from_millis(args.batch_ms))
+            .wake_coalescing(Duration::from_millis(args.coalesce_ms)),
+    );
 
     let client_cpu = || {
         if args.in_process {
@@ -520,6 +528,7 @@ fn run(args: &Args) -> Result<Report, String> {
             "server_cpu_seconds": server_before.zip(server_after).map(|(a, b)| round(b - a, 3)),
             "client_workers": args.workers,
             "input_audio_batch_ms": args.batch_ms,
+            "wake_coalescing_ms": args.coalesce_ms,
         }));
         Report { json, errors }
     });

@@ -117,6 +117,7 @@ pub struct RealtimeRunConfig {
     pub(crate) cancel_check: Option<(Duration, CancelCheck)>,
     pub(crate) redactor: Redactor,
     pub(crate) input_audio_batch: Duration,
+    pub(crate) wake_coalescing: Duration,
     pub(crate) budget: Option<Budget>,
     pub(crate) prices: PriceTable,
     /// The model the session's usage is priced as: the settings' model, else the backend's
@@ -141,6 +142,7 @@ impl std::fmt::Debug for RealtimeRunConfig {
             .field("max_duration", &self.max_duration)
             .field("redactor", &self.redactor)
             .field("input_audio_batch", &self.input_audio_batch)
+            .field("wake_coalescing", &self.wake_coalescing)
             .field("budget", &self.budget)
             .field("prices", &self.prices)
             .finish_non_exhaustive()
@@ -166,6 +168,7 @@ impl Default for RealtimeRunConfig {
             cancel_check: None,
             redactor: Redactor::default(),
             input_audio_batch: Duration::ZERO,
+            wake_coalescing: Duration::ZERO,
             budget: None,
             prices: PriceTable::new(),
             model_name: None,
@@ -235,6 +238,30 @@ impl RealtimeRunConfig {
     /// ```
     pub fn input_audio_batch(mut self, window: Duration) -> Self {
         self.input_audio_batch = window;
+        self
+    }
+
+    /// Lets the session task sleep for `window` after each pass, so that what arrives in the
+    /// meantime (server frames, commands from handles, finished tools) is handled together on
+    /// one wake-up (default zero: the task runs as soon as anything arrives).
+    ///
+    /// For servers that hold many sessions, where waking up once per event costs more than the
+    /// event: with 20 ms audio both ways, a 20 ms window handles a session's incoming and
+    /// outgoing chunks in one pass and wakes the application's task once for what the pass
+    /// emitted. The price is latency, bounded by `window`: an event or a command that comes
+    /// while the task sleeps waits at most that long. An idle session does not wake up at
+    /// all: the sleep only follows a pass that had something to do. Order is never changed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use realtime_agents::RealtimeRunConfig;
+    ///
+    /// // A phone gateway with thousands of calls: up to 20 ms more latency, fewer wake-ups.
+    /// let config = RealtimeRunConfig::new().wake_coalescing(Duration::from_millis(20));
+    /// # let _ = config;
+    /// ```
+    pub fn wake_coalescing(mut self, window: Duration) -> Self {
+        self.wake_coalescing = window;
         self
     }
 

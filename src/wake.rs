@@ -75,6 +75,14 @@ impl<const N: usize> Wakes<N> {
         self.shared.ready.swap(0, Ordering::Acquire)
     }
 
+    /// Takes the ready set (maybe empty) without asking to be woken: sources that become ready
+    /// from now on only set their bits, until the next [`take`](Self::take) or
+    /// [`wait`](Self::wait). The session task's wake-up coalescing sleeps this way.
+    pub(crate) fn take_quietly(&self) -> u32 {
+        drop(self.shared.task.take());
+        self.shared.ready.swap(0, Ordering::Acquire)
+    }
+
     /// Waits until at least one source is ready and takes the ready set.
     pub(crate) async fn wait(&self) -> u32 {
         // Counts against the task's cooperative budget, so that a source that stays ready
@@ -117,6 +125,47 @@ mod tests {
         wakes.mark(COMMANDS);
         assert_eq!(wakes.wait().await, COMMANDS);
         assert_eq!(wakes.wait().now_or_never(), None);
+    }
+
+    #[tokio::test]
+    async fn sources_that_fire_after_a_quiet_take_do_not_wake_the_task() {
+        use std::sync::atomic::AtomicUsize;
+        let wakes = Arc::new(Wakes::<5>::new());
+        wakes.wait().await;
+        let polls = Arc::new(AtomicUsize::new(0));
+        let waiter = {
+            let (wakes, polls) = (wakes.clone(), polls.clone());
+            tokio::spawn(async move {
+                let first = wakes.wait().await;
+                assert_eq!(wakes.take_quietly(), 0);
+                let mut sleep =
+                    std::pin::pin!(tokio::time::sleep(std::time::Duration::from_millis(100)));
+                std::future::poll_fn(|cx| {
+                    polls.fetch_add(1, Ordering::Relaxed);
+                    sleep.as_mut().poll(cx)
+                })
+                .await;
+                (first, wakes.take_quietly())
+            })
+        };
+        tokio::task::yield_now().await;
+        wakes.context(CONNECTION).waker().wake_by_ref();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        wakes.context(TOOLS).waker().wake_by_ref();
+        let (first, second) = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woken")
+            .expect("task");
+        assert_eq!(first, CONNECTION);
+        assert_eq!(
+            second, TOOLS,
+            "the bit set during the sleep is kept for the next take"
+        );
+        assert_eq!(
+            polls.load(Ordering::Relaxed),
+            2,
+            "polled when the sleep starts and when it ends, not when TOOLS fired"
+        );
     }
 
     #[tokio::test]

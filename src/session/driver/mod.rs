@@ -344,8 +344,12 @@ impl Driver {
                 }
             }
         });
+        let coalescing = self.shared.config.wake_coalescing;
+        let mut ready = 0;
         while !self.stopped {
-            let ready = self.wakes.wait().await;
+            if ready == 0 {
+                ready = self.wakes.wait().await;
+            }
             if ready & wake::LIFE != 0 {
                 let polled = life.as_mut().poll(&mut self.wakes.context(wake::LIFE));
                 if let Poll::Ready(step) = polled {
@@ -367,6 +371,19 @@ impl Driver {
             }
             if ready & wake::CONNECTION != 0 {
                 self.run_connection().await;
+            }
+            ready = 0;
+            if !coalescing.is_zero() && !self.stopped {
+                // `wake_coalescing`: what becomes ready during the sleep only sets its bit, and
+                // the next pass takes it all. After a quiet sleep, the task waits as usual.
+                ready = self.wakes.take_quietly();
+                if ready == 0 {
+                    tokio::time::sleep(coalescing).await;
+                    ready = self.wakes.take_quietly();
+                } else {
+                    // More work already (a source with more than a pass's worth): no sleep.
+                    tokio::task::consume_budget().await;
+                }
             }
         }
         for abort in self.tool_aborts.values() {
