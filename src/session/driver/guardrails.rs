@@ -1,6 +1,7 @@
 //! Output guardrails on the assistant transcript, and audio held back until it passed them.
 
 use futures::FutureExt as _;
+use futures::future::BoxFuture;
 
 use super::Driver;
 use crate::guardrail::GuardrailResult;
@@ -186,56 +187,59 @@ impl Driver {
         false
     }
 
-    pub(super) async fn on_guardrails_done(&mut self, done: GuardDone) {
-        let current = self.guard.response_id == done.response_id;
-        if current {
-            self.guard.running = self.guard.running.saturating_sub(1);
-        }
-        for error in done.failures {
-            tracing::warn!(%error, "output guardrail failed");
-            self.emit(RealtimeSessionEvent::Error { error }).await;
-        }
-        let tripped = done.results.iter().any(|r| r.output.tripwire_triggered);
-        let blocked = self.blocked_response.as_deref() == Some(done.response_id.as_str());
-        if !tripped || blocked {
-            if current && !blocked {
-                self.release_held(done.audio_mark).await;
-                // Text that arrived while this check ran gets its own check.
-                let debounce = self.shared.config.guardrail_debounce_chars;
-                let ended = self.active_response.as_deref() != Some(done.response_id.as_str());
-                if ended {
-                    if self.check_guardrails(true) {
-                        self.release_held(u64::MAX).await;
-                    }
-                } else if debounce > 0 && self.guard.text.len() >= self.guard.checked + debounce {
-                    self.check_guardrails(false);
-                }
+    pub(super) fn on_guardrails_done(&mut self, done: GuardDone) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let current = self.guard.response_id == done.response_id;
+            if current {
+                self.guard.running = self.guard.running.saturating_sub(1);
             }
-            return;
-        }
-        let names: Vec<&str> = done
-            .results
-            .iter()
-            .filter(|r| r.output.tripwire_triggered)
-            .map(|r| r.name.as_str())
-            .collect();
-        tracing::info!(response_id = %done.response_id, guardrails = ?names, "output guardrail tripped");
-        let feedback = match &self.shared.config.guardrail_feedback {
-            Some(feedback) => feedback(&done.results),
-            None => default_feedback(&done.results),
-        };
-        self.blocked_response = Some(done.response_id.clone());
-        self.emit(RealtimeSessionEvent::GuardrailTripped {
-            response_id: done.response_id,
-            results: done.results,
-            text: done.text,
+            for error in done.failures {
+                tracing::warn!(%error, "output guardrail failed");
+                self.emit(RealtimeSessionEvent::Error { error }).await;
+            }
+            let tripped = done.results.iter().any(|r| r.output.tripwire_triggered);
+            let blocked = self.blocked_response.as_deref() == Some(done.response_id.as_str());
+            if !tripped || blocked {
+                if current && !blocked {
+                    self.release_held(done.audio_mark).await;
+                    // Text that arrived while this check ran gets its own check.
+                    let debounce = self.shared.config.guardrail_debounce_chars;
+                    let ended = self.active_response.as_deref() != Some(done.response_id.as_str());
+                    if ended {
+                        if self.check_guardrails(true) {
+                            self.release_held(u64::MAX).await;
+                        }
+                    } else if debounce > 0 && self.guard.text.len() >= self.guard.checked + debounce
+                    {
+                        self.check_guardrails(false);
+                    }
+                }
+                return;
+            }
+            let names: Vec<&str> = done
+                .results
+                .iter()
+                .filter(|r| r.output.tripwire_triggered)
+                .map(|r| r.name.as_str())
+                .collect();
+            tracing::info!(response_id = %done.response_id, guardrails = ?names, "output guardrail tripped");
+            let feedback = match &self.shared.config.guardrail_feedback {
+                Some(feedback) => feedback(&done.results),
+                None => default_feedback(&done.results),
+            };
+            self.blocked_response = Some(done.response_id.clone());
+            self.emit(RealtimeSessionEvent::GuardrailTripped {
+                response_id: done.response_id,
+                results: done.results,
+                text: done.text,
+            })
+            .await;
+            self.interrupt(true).await;
+            self.send(ModelCommand::UserMessage {
+                message: UserMessage::text(feedback),
+                respond: true,
+            })
+            .await;
         })
-        .await;
-        self.interrupt(true).await;
-        self.send(ModelCommand::UserMessage {
-            message: UserMessage::text(feedback),
-            respond: true,
-        })
-        .await;
     }
 }

@@ -1,6 +1,7 @@
 //! Creating conversation items from the client side: seeding a session with a saved history,
 //! editing the history, and replaying it on a new connection.
 
+use futures::future::BoxFuture;
 use std::collections::{HashMap, HashSet};
 
 use super::{Driver, HistoryEdit};
@@ -43,12 +44,14 @@ impl Driver {
     }
 
     /// Re-creates a saved conversation before anything else happens.
-    pub(super) async fn seed_history(&mut self, items: Vec<RealtimeItem>) {
-        tracing::debug!(items = items.len(), "seeding history");
-        for mut item in items {
-            item.set_previous_item_id(None);
-            self.create_item(item, None).await;
-        }
+    pub(super) fn seed_history(&mut self, items: Vec<RealtimeItem>) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            tracing::debug!(items = items.len(), "seeding history");
+            for mut item in items {
+                item.set_previous_item_id(None);
+                self.create_item(item, None).await;
+            }
+        })
     }
 
     /// Re-creates the local history on a new connection (after a reconnect); returns how many
@@ -74,58 +77,60 @@ impl Driver {
 
     /// Applies an edit: items that are gone or changed are deleted; changed and new items are
     /// (re-)created in their new place.
-    pub(super) async fn update_history(&mut self, edit: HistoryEdit) {
-        let old = self.history.items().to_vec();
-        let wanted = (edit.0)(&old);
-        let old_index: HashMap<&str, usize> = old
-            .iter()
-            .enumerate()
-            .map(|(i, item)| (item.item_id(), i))
-            .collect();
-        // Items kept as they are, in their old order; anything out of that order is re-created.
-        let mut kept = HashSet::new();
-        let mut last_kept = 0;
-        for item in &wanted {
-            let id = item.item_id();
-            let Some(&index) = old_index.get(id) else {
-                continue;
-            };
-            if index >= last_kept && same_item(&old[index], item) {
-                last_kept = index;
-                kept.insert(id.to_owned());
+    pub(super) fn update_history(&mut self, edit: HistoryEdit) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let old = self.history.items().to_vec();
+            let wanted = (edit.0)(&old);
+            let old_index: HashMap<&str, usize> = old
+                .iter()
+                .enumerate()
+                .map(|(i, item)| (item.item_id(), i))
+                .collect();
+            // Items kept as they are, in their old order; anything out of that order is re-created.
+            let mut kept = HashSet::new();
+            let mut last_kept = 0;
+            for item in &wanted {
+                let id = item.item_id();
+                let Some(&index) = old_index.get(id) else {
+                    continue;
+                };
+                if index >= last_kept && same_item(&old[index], item) {
+                    last_kept = index;
+                    kept.insert(id.to_owned());
+                }
             }
-        }
-        for item in &old {
-            let id = item.item_id();
-            if !kept.contains(id) {
-                self.send(ModelCommand::DeleteItem {
-                    item_id: id.to_owned(),
-                })
-                .await;
-                self.own_items.remove(id);
-                if self.history.remove(id) {
-                    self.emit(RealtimeSessionEvent::HistoryDeleted {
+            for item in &old {
+                let id = item.item_id();
+                if !kept.contains(id) {
+                    self.send(ModelCommand::DeleteItem {
                         item_id: id.to_owned(),
                     })
                     .await;
+                    self.own_items.remove(id);
+                    if self.history.remove(id) {
+                        self.emit(RealtimeSessionEvent::HistoryDeleted {
+                            item_id: id.to_owned(),
+                        })
+                        .await;
+                    }
                 }
             }
-        }
-        let mut previous: Option<String> = None;
-        for mut item in wanted {
-            let id = item.item_id().to_owned();
-            if kept.contains(&id) {
-                previous = Some(id);
-                continue;
+            let mut previous: Option<String> = None;
+            for mut item in wanted {
+                let id = item.item_id().to_owned();
+                if kept.contains(&id) {
+                    previous = Some(id);
+                    continue;
+                }
+                if !id.is_empty() && self.history.get(&id).is_some() {
+                    // The same id twice in the edit: the second one gets a new id.
+                    item.set_item_id(String::new());
+                }
+                let after = previous.take().unwrap_or_else(|| "root".to_owned());
+                item.set_previous_item_id(Some(after.clone()));
+                previous = Some(self.create_item(item, Some(after)).await);
             }
-            if !id.is_empty() && self.history.get(&id).is_some() {
-                // The same id twice in the edit: the second one gets a new id.
-                item.set_item_id(String::new());
-            }
-            let after = previous.take().unwrap_or_else(|| "root".to_owned());
-            item.set_previous_item_id(Some(after.clone()));
-            previous = Some(self.create_item(item, Some(after)).await);
-        }
+        })
     }
 }
 

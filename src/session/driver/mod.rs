@@ -305,10 +305,12 @@ impl Driver {
         self.cancel.clone()
     }
 
-    pub(crate) async fn run(mut self) {
+    /// The session task. Not an `async fn`: the driver lives in the task once, not also in an
+    /// outer future that would keep a copy of it.
+    pub(crate) fn run(mut self) -> impl Future<Output = ()> + Send + 'static {
         let span = tracing::info_span!("realtime_session", agent = %self.agent.name());
         self.session_span = span.clone();
-        self.run_inner().instrument(span).await
+        self.run_inner().instrument(span)
     }
 
     async fn run_inner(mut self) {
@@ -399,16 +401,18 @@ impl Driver {
     }
 
     /// Ends the session for a reason from outside the connection.
-    async fn end(&mut self, step: Step) {
-        match step {
-            Step::Close => self.close(None, true).await,
-            Step::Cancelled => self.close(Some(self.cancelled_error()), true).await,
-            Step::TimedOut => {
-                let limit = self.shared.config.max_duration.unwrap_or_default();
-                let error = Error::Timeout(format!("the session reached its {limit:?} limit"));
-                self.close(Some(error), true).await
+    fn end(&mut self, step: Step) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            match step {
+                Step::Close => self.close(None, true).await,
+                Step::Cancelled => self.close(Some(self.cancelled_error()), true).await,
+                Step::TimedOut => {
+                    let limit = self.shared.config.max_duration.unwrap_or_default();
+                    let error = Error::Timeout(format!("the session reached its {limit:?} limit"));
+                    self.close(Some(error), true).await
+                }
             }
-        }
+        })
     }
 
     fn cancelled_error(&self) -> Error {
@@ -540,34 +544,38 @@ impl Driver {
             // Once events go to the tail, all later ones do, to keep the order.
             return self.tail.push_back(event);
         }
-        let event = match self.events.try_send(event) {
-            Ok(()) => return,
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.stopped = true;
-                return;
-            }
-            Err(mpsc::error::TrySendError::Full(event)) => event,
-        };
-        if self.ending {
-            return self.tail.push_back(event);
-        }
-        // The channel is full: wait for room (back-pressure on the server), but a consumer that
-        // stopped reading must not delay `close()` or a cancellation: then the event goes to
-        // the tail, which the application reads after the channel.
-        let reserved = tokio::select! {
-            biased;
-            permit = self.events.reserve() => permit.ok(),
-            _ = self.cancel.cancelled() => None,
-            _ = self.shared.cancelled.token.cancelled() => None,
-        };
-        match reserved {
-            Some(permit) => permit.send(event),
-            None if self.events.is_closed() => self.stopped = true,
-            None => {
-                self.ending = true;
+        match self.events.try_send(event) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => self.stopped = true,
+            Err(mpsc::error::TrySendError::Full(event)) if self.ending => {
                 self.tail.push_back(event);
             }
+            Err(mpsc::error::TrySendError::Full(event)) => self.emit_when_room(event).await,
         }
+    }
+
+    /// [`emit`](Self::emit) when the channel is full: waits for room (back-pressure on the
+    /// server), but a consumer that stopped reading must not delay `close()` or a
+    /// cancellation: then the event goes to the tail, which the application reads after the
+    /// channel. Boxed: the wait is rare, and every future that emits would otherwise carry
+    /// its size.
+    fn emit_when_room(&mut self, event: RealtimeSessionEvent) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let reserved = tokio::select! {
+                biased;
+                permit = self.events.reserve() => permit.ok(),
+                _ = self.cancel.cancelled() => None,
+                _ = self.shared.cancelled.token.cancelled() => None,
+            };
+            match reserved {
+                Some(permit) => permit.send(event),
+                None if self.events.is_closed() => self.stopped = true,
+                None => {
+                    self.ending = true;
+                    self.tail.push_back(event);
+                }
+            }
+        })
     }
 
     /// Sends a command to the model, after any microphone audio still in its batch.
@@ -623,115 +631,122 @@ impl Driver {
 
     /// Ends the session. `graceful`: close the connection politely (bounded by a grace period);
     /// otherwise the connection is already gone. `error` goes in the final `Closed` only.
-    async fn close(&mut self, error: Option<Error>, graceful: bool) {
-        // From here on nothing waits for the application: what does not fit in the channel
-        // goes to the tail, which the stream reads last.
-        self.ending = true;
-        let error = error.map(|e| self.redact(e));
-        for abort in self.tool_aborts.values() {
-            abort.abort();
-        }
-        if graceful {
-            let _ = tokio::time::timeout(CLOSE_GRACE, poll_fn(|cx| self.conn.poll_close(cx))).await;
-        }
-        let how = if graceful {
-            ResponseEnd::SessionEnded
-        } else {
-            ResponseEnd::ConnectionLost
-        };
-        self.end_active_response(how).await;
-        let end = if graceful {
-            SessionEnd::Ended(error.clone())
-        } else {
-            SessionEnd::Lost(error.clone())
-        };
-        self.end_all_turns(end).await;
-        match &error {
-            Some(error) => tracing::warn!(%error, "session ended with an error"),
-            None => tracing::debug!("session closed"),
-        }
-        self.emit(RealtimeSessionEvent::Closed { error }).await;
-        self.stopped = true;
+    fn close(&mut self, error: Option<Error>, graceful: bool) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            // From here on nothing waits for the application: what does not fit in the channel
+            // goes to the tail, which the stream reads last.
+            self.ending = true;
+            let error = error.map(|e| self.redact(e));
+            for abort in self.tool_aborts.values() {
+                abort.abort();
+            }
+            if graceful {
+                let _ =
+                    tokio::time::timeout(CLOSE_GRACE, poll_fn(|cx| self.conn.poll_close(cx))).await;
+            }
+            let how = if graceful {
+                ResponseEnd::SessionEnded
+            } else {
+                ResponseEnd::ConnectionLost
+            };
+            self.end_active_response(how).await;
+            let end = if graceful {
+                SessionEnd::Ended(error.clone())
+            } else {
+                SessionEnd::Lost(error.clone())
+            };
+            self.end_all_turns(end).await;
+            match &error {
+                Some(error) => tracing::warn!(%error, "session ended with an error"),
+                None => tracing::debug!("session closed"),
+            }
+            self.emit(RealtimeSessionEvent::Closed { error }).await;
+            self.stopped = true;
+        })
     }
 
     /// The connection ended without being asked to: reconnect if the policy allows, else end.
-    async fn on_connection_lost(&mut self, error: Option<Error>) {
-        let Some(policy) = self.shared.config.reconnect else {
-            return self.close(error, false).await;
-        };
-        let mut error = self.redact(error.unwrap_or_else(|| Error::Closed {
-            code: None,
-            reason: "the server ended the session".to_owned(),
-        }));
-        tracing::warn!(%error, "connection lost");
-        self.stop_playback().await;
-        self.end_active_response(ResponseEnd::ConnectionLost).await;
-        for attempt in 1..=policy.max_attempts {
-            self.emit(RealtimeSessionEvent::Reconnecting {
-                attempt,
-                error: error.clone(),
-            })
-            .await;
-            let wait = tokio::time::sleep(policy.delay(attempt));
-            tokio::select! {
-                _ = wait => {}
-                _ = self.cancel.cancelled() => return self.close(None, false).await,
-                _ = self.shared.cancelled.token.cancelled() => return self.close(Some(self.cancelled_error()), false).await,
-                _ = self.events.closed() => return self.close(None, false).await,
-            }
-            let settings = match agent_settings(&self.shared, &self.agent, false).await {
-                Ok(settings) => settings,
-                Err(e) => return self.close(Some(e), false).await,
+    fn on_connection_lost(&mut self, error: Option<Error>) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let Some(policy) = self.shared.config.reconnect else {
+                return self.close(error, false).await;
             };
-            let connect = self.shared.model.connect(settings);
-            let result = tokio::select! {
-                result = connect => result,
-                _ = self.cancel.cancelled() => return self.close(None, false).await,
-                _ = self.shared.cancelled.token.cancelled() => return self.close(Some(self.cancelled_error()), false).await,
-            };
-            match result {
-                Ok(conn) => {
-                    self.caps = conn.capabilities();
-                    self.conn = conn;
-                    self.wakes.mark(wake::CONNECTION);
-                    self.audio_started = false;
-                    let replayed_items = self.replay_history().await;
-                    tracing::info!(attempt, replayed_items, "reconnected");
-                    self.emit(RealtimeSessionEvent::Reconnected {
-                        attempt,
-                        replayed_items,
-                    })
-                    .await;
-                    // Requests sent on the lost connection died with it; tool outputs of the
-                    // lost response still get their response.
-                    self.turns.forget_requests();
-                    let ids: Vec<String> = self.batches.keys().cloned().collect();
-                    for id in ids {
-                        if let Some(batch) = self.batches.get_mut(&id) {
-                            batch.response_done = true;
+            let mut error = self.redact(error.unwrap_or_else(|| Error::Closed {
+                code: None,
+                reason: "the server ended the session".to_owned(),
+            }));
+            tracing::warn!(%error, "connection lost");
+            self.stop_playback().await;
+            self.end_active_response(ResponseEnd::ConnectionLost).await;
+            for attempt in 1..=policy.max_attempts {
+                self.emit(RealtimeSessionEvent::Reconnecting {
+                    attempt,
+                    error: error.clone(),
+                })
+                .await;
+                let wait = tokio::time::sleep(policy.delay(attempt));
+                tokio::select! {
+                    _ = wait => {}
+                    _ = self.cancel.cancelled() => return self.close(None, false).await,
+                    _ = self.shared.cancelled.token.cancelled() => return self.close(Some(self.cancelled_error()), false).await,
+                    _ = self.events.closed() => return self.close(None, false).await,
+                }
+                let settings = match agent_settings(&self.shared, &self.agent, false).await {
+                    Ok(settings) => settings,
+                    Err(e) => return self.close(Some(e), false).await,
+                };
+                let connect = self.shared.model.connect(settings);
+                let result = tokio::select! {
+                    result = connect => result,
+                    _ = self.cancel.cancelled() => return self.close(None, false).await,
+                    _ = self.shared.cancelled.token.cancelled() => return self.close(Some(self.cancelled_error()), false).await,
+                };
+                match result {
+                    Ok(conn) => {
+                        self.caps = conn.capabilities();
+                        self.conn = conn;
+                        self.wakes.mark(wake::CONNECTION);
+                        self.audio_started = false;
+                        let replayed_items = self.replay_history().await;
+                        tracing::info!(attempt, replayed_items, "reconnected");
+                        self.emit(RealtimeSessionEvent::Reconnected {
+                            attempt,
+                            replayed_items,
+                        })
+                        .await;
+                        // Requests sent on the lost connection died with it; tool outputs of the
+                        // lost response still get their response.
+                        self.turns.forget_requests();
+                        let ids: Vec<String> = self.batches.keys().cloned().collect();
+                        for id in ids {
+                            if let Some(batch) = self.batches.get_mut(&id) {
+                                batch.response_done = true;
+                            }
+                            self.respond_if_batch_complete(&id).await;
                         }
-                        self.respond_if_batch_complete(&id).await;
+                        self.end_idle_turns().await;
+                        return;
                     }
-                    self.end_idle_turns().await;
-                    return;
-                }
-                Err(e) => {
-                    error = self.redact(e);
-                    tracing::warn!(attempt, %error, "reconnect attempt failed");
+                    Err(e) => {
+                        error = self.redact(e);
+                        tracing::warn!(attempt, %error, "reconnect attempt failed");
+                    }
                 }
             }
-        }
-        self.close(Some(error), false).await
+            self.close(Some(error), false).await
+        })
     }
 
     /// Ends the response in flight, if any, with `how` (its connection or session is gone).
-    async fn end_active_response(&mut self, how: ResponseEnd) {
-        if let Some(response_id) = self.active_response.take() {
-            self.agent_end(response_id, how, None).await;
-        }
-        self.held.clear();
-        self.guard = GuardText::default();
-        self.turn_span = tracing::Span::none();
+    fn end_active_response(&mut self, how: ResponseEnd) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Some(response_id) = self.active_response.take() {
+                self.agent_end(response_id, how, None).await;
+            }
+            self.held.clear();
+            self.guard = GuardText::default();
+            self.turn_span = tracing::Span::none();
+        })
     }
 
     async fn on_command(&mut self, command: Command) {
@@ -803,36 +818,38 @@ impl Driver {
         }
     }
 
-    async fn send_agent_settings(&mut self) {
-        match agent_settings(&self.shared, &self.agent, self.audio_started).await {
-            Ok(mut settings) => {
-                // What the backend cannot change mid-session stays as it was.
-                let caps = &self.caps;
-                let kept = [
-                    (
-                        !caps.mutable_instructions && settings.instructions.take().is_some(),
-                        "instructions",
-                    ),
-                    (
-                        !caps.mutable_tools && settings.tools.take().is_some(),
-                        "tools",
-                    ),
-                    (
-                        !caps.mutable_voice && settings.voice.take().is_some(),
-                        "voice",
-                    ),
-                ];
-                for (_, what) in kept.iter().filter(|(kept, _)| *kept) {
-                    tracing::warn!(
-                        what,
-                        "the backend cannot change this mid-session; it stays as it was"
-                    );
+    fn send_agent_settings(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            match agent_settings(&self.shared, &self.agent, self.audio_started).await {
+                Ok(mut settings) => {
+                    // What the backend cannot change mid-session stays as it was.
+                    let caps = &self.caps;
+                    let kept = [
+                        (
+                            !caps.mutable_instructions && settings.instructions.take().is_some(),
+                            "instructions",
+                        ),
+                        (
+                            !caps.mutable_tools && settings.tools.take().is_some(),
+                            "tools",
+                        ),
+                        (
+                            !caps.mutable_voice && settings.voice.take().is_some(),
+                            "voice",
+                        ),
+                    ];
+                    for (_, what) in kept.iter().filter(|(kept, _)| *kept) {
+                        tracing::warn!(
+                            what,
+                            "the backend cannot change this mid-session; it stays as it was"
+                        );
+                    }
+                    self.send(ModelCommand::UpdateSession(Box::new(settings)))
+                        .await
                 }
-                self.send(ModelCommand::UpdateSession(Box::new(settings)))
-                    .await
+                Err(error) => self.emit(RealtimeSessionEvent::Error { error }).await,
             }
-            Err(error) => self.emit(RealtimeSessionEvent::Error { error }).await,
-        }
+        })
     }
 
     async fn agent_start(&mut self, agent: &Arc<RealtimeAgent>, response_id: String) {
@@ -846,26 +863,33 @@ impl Driver {
 
     /// Reports the end of the response that `AgentStart` announced (the caller took it out of
     /// `active_response`).
-    async fn agent_end(&mut self, response_id: String, status: ResponseEnd, usage: Option<Usage>) {
-        let agent = self
-            .response_agent
-            .take()
-            .unwrap_or_else(|| self.agent.clone());
-        if self.interrupted_response.as_deref() == Some(response_id.as_str()) {
-            self.interrupted_response = None;
-        }
-        if let Some(hooks) = &self.shared.config.hooks {
-            hooks.on_agent_end(&self.shared.context, &agent);
-        }
-        self.keep_heard_of(&response_id).await;
-        self.turn_response_ended(&response_id, status, usage);
-        let agent = agent.name().to_owned();
-        self.emit(RealtimeSessionEvent::AgentEnd {
-            agent,
-            response_id,
-            status,
+    fn agent_end(
+        &mut self,
+        response_id: String,
+        status: ResponseEnd,
+        usage: Option<Usage>,
+    ) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let agent = self
+                .response_agent
+                .take()
+                .unwrap_or_else(|| self.agent.clone());
+            if self.interrupted_response.as_deref() == Some(response_id.as_str()) {
+                self.interrupted_response = None;
+            }
+            if let Some(hooks) = &self.shared.config.hooks {
+                hooks.on_agent_end(&self.shared.context, &agent);
+            }
+            self.keep_heard_of(&response_id).await;
+            self.turn_response_ended(&response_id, status, usage);
+            let agent = agent.name().to_owned();
+            self.emit(RealtimeSessionEvent::AgentEnd {
+                agent,
+                response_id,
+                status,
+            })
+            .await;
         })
-        .await;
     }
 
     async fn on_model_event(&mut self, event: ModelEvent) {
@@ -1258,37 +1282,39 @@ impl Driver {
         }
     }
 
-    async fn interrupt(&mut self, cancel_response: bool) {
-        if self.interrupted_response.is_none() {
-            self.interrupted_response = self.active_response.clone();
-        }
-        let mut cut = self.stop_playback().await;
-        if let Some(heard) = self.last_cut.take() {
-            // The user cut in: the history keeps what they heard, now or once the response
-            // stops streaming.
-            if self.active_response.as_deref() == Some(heard.response_id.as_str()) {
-                self.cut_items.push(heard);
-            } else {
-                self.keep_heard(heard).await;
+    fn interrupt(&mut self, cancel_response: bool) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if self.interrupted_response.is_none() {
+                self.interrupted_response = self.active_response.clone();
             }
-        }
-        let mut cancel_response = cancel_response;
-        if !self.caps.truncation {
-            // The backend cannot cut an item at what was heard: only playback stops.
-            cut = None;
-        }
-        if cancel_response && !self.caps.response_cancel {
-            // The backend cannot cancel: the rest of the response is dropped here instead.
-            self.blocked_response.clone_from(&self.active_response);
-            cancel_response = false;
-        }
-        if cancel_response || cut.is_some() {
-            self.send(ModelCommand::Interrupt {
-                cancel_response,
-                cut,
-            })
-            .await;
-        }
+            let mut cut = self.stop_playback().await;
+            if let Some(heard) = self.last_cut.take() {
+                // The user cut in: the history keeps what they heard, now or once the response
+                // stops streaming.
+                if self.active_response.as_deref() == Some(heard.response_id.as_str()) {
+                    self.cut_items.push(heard);
+                } else {
+                    self.keep_heard(heard).await;
+                }
+            }
+            let mut cancel_response = cancel_response;
+            if !self.caps.truncation {
+                // The backend cannot cut an item at what was heard: only playback stops.
+                cut = None;
+            }
+            if cancel_response && !self.caps.response_cancel {
+                // The backend cannot cancel: the rest of the response is dropped here instead.
+                self.blocked_response.clone_from(&self.active_response);
+                cancel_response = false;
+            }
+            if cancel_response || cut.is_some() {
+                self.send(ModelCommand::Interrupt {
+                    cancel_response,
+                    cut,
+                })
+                .await;
+            }
+        })
     }
 }
 

@@ -267,80 +267,82 @@ impl Driver {
             .ok_or_else(|| Error::Config(format!("no tool call `{call_id}` awaits approval")))
     }
 
-    pub(super) async fn on_tool_done(&mut self, done: ToolDone) {
-        self.tool_aborts.remove(&done.call_id);
-        let mut outcome = done.outcome;
-        let mut switched = false;
-        if let (Some(target), Outcome::Output(_)) = (&done.handoff, &outcome) {
-            let from = self.agent.clone();
-            let veto = match &self.shared.config.hooks {
-                Some(hooks) => hooks.on_handoff(&self.shared.context, &from, target),
-                None => HookDecision::Continue,
-            };
-            match veto {
-                HookDecision::Reject(message) => outcome = Outcome::Rejected(message),
-                _ => {
-                    self.agent = target.clone();
-                    switched = true;
-                    tracing::info!(from = %from.name(), to = %target.name(), "handoff");
-                    self.emit(RealtimeSessionEvent::Handoff {
-                        from: from.name().to_owned(),
-                        to: target.name().to_owned(),
-                    })
-                    .await;
-                    self.send_agent_settings().await;
+    pub(super) fn on_tool_done(&mut self, done: ToolDone) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.tool_aborts.remove(&done.call_id);
+            let mut outcome = done.outcome;
+            let mut switched = false;
+            if let (Some(target), Outcome::Output(_)) = (&done.handoff, &outcome) {
+                let from = self.agent.clone();
+                let veto = match &self.shared.config.hooks {
+                    Some(hooks) => hooks.on_handoff(&self.shared.context, &from, target),
+                    None => HookDecision::Continue,
+                };
+                match veto {
+                    HookDecision::Reject(message) => outcome = Outcome::Rejected(message),
+                    _ => {
+                        self.agent = target.clone();
+                        switched = true;
+                        tracing::info!(from = %from.name(), to = %target.name(), "handoff");
+                        self.emit(RealtimeSessionEvent::Handoff {
+                            from: from.name().to_owned(),
+                            to: target.name().to_owned(),
+                        })
+                        .await;
+                        self.send_agent_settings().await;
+                    }
                 }
             }
-        }
-        let redactor = &self.shared.config.redactor;
-        let (Outcome::Output(text) | Outcome::Failed(text) | Outcome::Rejected(text)) =
-            &mut outcome;
-        *text = redactor.redact_string(std::mem::take(text));
-        let (output, is_error) = match &outcome {
-            Outcome::Output(output) => (output.clone(), false),
-            Outcome::Failed(message) => (format!("Error: {message}"), true),
-            Outcome::Rejected(message) => (message.clone(), true),
-        };
-        self.send(ModelCommand::ToolOutput {
-            call_id: done.call_id.clone(),
-            output: output.clone(),
-            respond: false,
-        })
-        .await;
-        if let Some(item) = self
-            .history
-            .set_tool_output(&done.call_id, &output)
-            .cloned()
-        {
-            self.emit(RealtimeSessionEvent::HistoryUpdated { item })
-                .await;
-        }
-        if let Outcome::Failed(message) = &outcome {
-            let error = Error::Tool {
-                name: done.tool.clone(),
-                message: message.clone(),
+            let redactor = &self.shared.config.redactor;
+            let (Outcome::Output(text) | Outcome::Failed(text) | Outcome::Rejected(text)) =
+                &mut outcome;
+            *text = redactor.redact_string(std::mem::take(text));
+            let (output, is_error) = match &outcome {
+                Outcome::Output(output) => (output.clone(), false),
+                Outcome::Failed(message) => (format!("Error: {message}"), true),
+                Outcome::Rejected(message) => (message.clone(), true),
             };
-            self.emit(RealtimeSessionEvent::Error { error }).await;
-        }
-        if switched {
-            // A handoff reports `Handoff` instead of `ToolEnd`; its turn still records the call.
-            self.turns.call_output(&done.call_id, &output, is_error);
-        } else {
-            self.emit(RealtimeSessionEvent::ToolEnd {
-                agent: done.agent,
-                tool: done.tool,
-                call_id: done.call_id,
-                arguments: done.arguments,
-                output,
-                is_error,
+            self.send(ModelCommand::ToolOutput {
+                call_id: done.call_id.clone(),
+                output: output.clone(),
+                respond: false,
             })
             .await;
-        }
-        let batch = self.batches.entry(done.batch.clone()).or_default();
-        batch.running = batch.running.saturating_sub(1);
-        batch.respond |= !done.background;
-        self.respond_if_batch_complete(&done.batch).await;
-        self.end_idle_turns().await;
+            if let Some(item) = self
+                .history
+                .set_tool_output(&done.call_id, &output)
+                .cloned()
+            {
+                self.emit(RealtimeSessionEvent::HistoryUpdated { item })
+                    .await;
+            }
+            if let Outcome::Failed(message) = &outcome {
+                let error = Error::Tool {
+                    name: done.tool.clone(),
+                    message: message.clone(),
+                };
+                self.emit(RealtimeSessionEvent::Error { error }).await;
+            }
+            if switched {
+                // A handoff reports `Handoff` instead of `ToolEnd`; its turn still records the call.
+                self.turns.call_output(&done.call_id, &output, is_error);
+            } else {
+                self.emit(RealtimeSessionEvent::ToolEnd {
+                    agent: done.agent,
+                    tool: done.tool,
+                    call_id: done.call_id,
+                    arguments: done.arguments,
+                    output,
+                    is_error,
+                })
+                .await;
+            }
+            let batch = self.batches.entry(done.batch.clone()).or_default();
+            batch.running = batch.running.saturating_sub(1);
+            batch.respond |= !done.background;
+            self.respond_if_batch_complete(&done.batch).await;
+            self.end_idle_turns().await;
+        })
     }
 
     /// One `response.create` per response's calls, once every call is answered (none when all

@@ -6,6 +6,7 @@
 //! application gets (text, audio, cuts, items). After anything that can finish work, the driver
 //! calls `end_idle_turns`.
 
+use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -289,61 +290,63 @@ pub(super) enum SessionEnd {
 
 impl Driver {
     /// Begins a turn (after ending the ones that will get no answer).
-    pub(super) async fn begin_turn(&mut self, cause: TurnCause) -> u64 {
-        let superseded: Vec<u64> = self
-            .turns
-            .open
-            .iter()
-            .filter(|t| t.unanswered || t.speaking)
-            .map(|t| t.id)
-            .collect();
-        for id in superseded {
-            if let Some(turn) = self.turns.get(id) {
-                turn.unanswered = false;
-                turn.speaking = false;
+    pub(super) fn begin_turn(&mut self, cause: TurnCause) -> BoxFuture<'_, u64> {
+        Box::pin(async move {
+            let superseded: Vec<u64> = self
+                .turns
+                .open
+                .iter()
+                .filter(|t| t.unanswered || t.speaking)
+                .map(|t| t.id)
+                .collect();
+            for id in superseded {
+                if let Some(turn) = self.turns.get(id) {
+                    turn.unanswered = false;
+                    turn.speaking = false;
+                }
             }
-        }
-        self.end_idle_turns().await;
-        self.turns.next_id += 1;
-        let id = self.turns.next_id;
-        let now = Instant::now();
-        let user_end = (cause != TurnCause::Speech).then_some(now);
-        let span = tracing::info_span!(
-            parent: &self.session_span,
-            "turn",
-            turn_id = id,
-            cause = ?cause,
-            status = tracing::field::Empty,
-            first_audio_ms = tracing::field::Empty,
-            first_transcript_ms = tracing::field::Empty,
-            total_ms = tracing::field::Empty,
-            audio_generated_ms = tracing::field::Empty,
-            audio_heard_ms = tracing::field::Empty,
-            input_tokens = tracing::field::Empty,
-            output_tokens = tracing::field::Empty,
-        );
-        self.turns.open.push(OpenTurn {
-            id,
-            cause,
-            user_end,
-            speaking: cause == TurnCause::Speech,
-            unechoed: false,
-            unanswered: cause == TurnCause::AudioCommitted,
-            active: 0,
-            span,
-            first_audio: None,
-            first_transcript: None,
-            items: Vec::new(),
-            spoken: Vec::new(),
-            tool_calls: Vec::new(),
-            handoffs: Vec::new(),
-            responses: Vec::new(),
-            usage: Usage::default(),
-        });
-        metrics::counter!("realtime_turns_started_total").increment(1);
-        self.emit(RealtimeSessionEvent::TurnStarted { turn_id: id, cause })
-            .await;
-        id
+            self.end_idle_turns().await;
+            self.turns.next_id += 1;
+            let id = self.turns.next_id;
+            let now = Instant::now();
+            let user_end = (cause != TurnCause::Speech).then_some(now);
+            let span = tracing::info_span!(
+                parent: &self.session_span,
+                "turn",
+                turn_id = id,
+                cause = ?cause,
+                status = tracing::field::Empty,
+                first_audio_ms = tracing::field::Empty,
+                first_transcript_ms = tracing::field::Empty,
+                total_ms = tracing::field::Empty,
+                audio_generated_ms = tracing::field::Empty,
+                audio_heard_ms = tracing::field::Empty,
+                input_tokens = tracing::field::Empty,
+                output_tokens = tracing::field::Empty,
+            );
+            self.turns.open.push(OpenTurn {
+                id,
+                cause,
+                user_end,
+                speaking: cause == TurnCause::Speech,
+                unechoed: false,
+                unanswered: cause == TurnCause::AudioCommitted,
+                active: 0,
+                span,
+                first_audio: None,
+                first_transcript: None,
+                items: Vec::new(),
+                spoken: Vec::new(),
+                tool_calls: Vec::new(),
+                handoffs: Vec::new(),
+                responses: Vec::new(),
+                usage: Usage::default(),
+            });
+            metrics::counter!("realtime_turns_started_total").increment(1);
+            self.emit(RealtimeSessionEvent::TurnStarted { turn_id: id, cause })
+                .await;
+            id
+        })
     }
 
     /// The user stopped speaking: the turn's user part is over.
@@ -371,23 +374,25 @@ impl Driver {
     }
 
     /// A response was asked for, by `owner` (default: the newest turn, or a new one).
-    pub(super) async fn turn_request(&mut self, owner: Option<u64>) {
-        let owner = match owner.or_else(|| self.turns.newest()) {
-            Some(id) => id,
-            None => self.begin_turn(TurnCause::Assistant).await,
-        };
-        if let Some(turn) = self.turns.get(owner) {
-            turn.unanswered = false;
-        }
-        let t = &mut self.turns;
-        if t.awaiting.contains(&owner) || t.queued.contains(&owner) {
-            return;
-        }
-        if self.active_response.is_some() || !t.awaiting.is_empty() {
-            t.queued.push(owner);
-        } else {
-            t.awaiting.push(owner);
-        }
+    pub(super) fn turn_request(&mut self, owner: Option<u64>) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let owner = match owner.or_else(|| self.turns.newest()) {
+                Some(id) => id,
+                None => self.begin_turn(TurnCause::Assistant).await,
+            };
+            if let Some(turn) = self.turns.get(owner) {
+                turn.unanswered = false;
+            }
+            let t = &mut self.turns;
+            if t.awaiting.contains(&owner) || t.queued.contains(&owner) {
+                return;
+            }
+            if self.active_response.is_some() || !t.awaiting.is_empty() {
+                t.queued.push(owner);
+            } else {
+                t.awaiting.push(owner);
+            }
+        })
     }
 
     /// A response started: it answers the turns awaiting one, else the newest turn, else a
@@ -476,25 +481,29 @@ impl Driver {
     }
 
     /// Ends, in order, every open turn with nothing left to do.
-    pub(super) async fn end_idle_turns(&mut self) {
-        let mut i = 0;
-        while i < self.turns.open.len() {
-            if self.turn_busy(&self.turns.open[i]) {
-                i += 1;
-                continue;
+    pub(super) fn end_idle_turns(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let mut i = 0;
+            while i < self.turns.open.len() {
+                if self.turn_busy(&self.turns.open[i]) {
+                    i += 1;
+                    continue;
+                }
+                let turn = self.turns.open.remove(i);
+                self.finish_turn(turn, None).await;
             }
-            let turn = self.turns.open.remove(i);
-            self.finish_turn(turn, None).await;
-        }
+        })
     }
 
     /// Ends every open turn: the session is ending.
-    pub(super) async fn end_all_turns(&mut self, end: SessionEnd) {
-        self.turns.awaiting.clear();
-        self.turns.queued.clear();
-        for turn in std::mem::take(&mut self.turns.open) {
-            self.finish_turn(turn, Some(end.clone())).await;
-        }
+    pub(super) fn end_all_turns(&mut self, end: SessionEnd) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.turns.awaiting.clear();
+            self.turns.queued.clear();
+            for turn in std::mem::take(&mut self.turns.open) {
+                self.finish_turn(turn, Some(end.clone())).await;
+            }
+        })
     }
 
     async fn finish_turn(&mut self, turn: OpenTurn, end: Option<SessionEnd>) {
