@@ -255,7 +255,7 @@ impl RealtimeRunner {
             });
         }
         let (command_tx, command_rx) = mpsc::channel(256);
-        let (event_tx, event_rx) = mpsc::channel(event_capacity);
+        let (event_tx, event_rx) = crate::session::queue::channel(event_capacity);
         let (tail_tx, tail_rx) = oneshot::channel();
         let driver = Driver::new(conn, command_rx, event_tx, tail_tx, shared, agent);
         Ok(RealtimeSession::spawn(

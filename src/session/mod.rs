@@ -4,6 +4,7 @@
 mod driver;
 mod events;
 mod playback;
+pub(crate) mod queue;
 pub mod turn;
 
 use std::collections::VecDeque;
@@ -355,7 +356,7 @@ impl RealtimeSessionHandle {
 #[derive(Debug)]
 pub struct RealtimeSession {
     handle: RealtimeSessionHandle,
-    events: mpsc::Receiver<RealtimeSessionEvent>,
+    events: queue::Receiver,
     /// What the session task emitted while ending without waiting for room in `events`, then
     /// `Closed`: read after `events`.
     tail: Option<oneshot::Receiver<VecDeque<RealtimeSessionEvent>>>,
@@ -368,7 +369,7 @@ impl RealtimeSession {
     pub(crate) fn spawn(
         driver: Driver,
         commands: mpsc::Sender<Command>,
-        events: mpsc::Receiver<RealtimeSessionEvent>,
+        events: queue::Receiver,
         tail: oneshot::Receiver<VecDeque<RealtimeSessionEvent>>,
         cancelled: Canceller,
         info: SessionInfo,

@@ -10,6 +10,8 @@ mod history;
 mod tools;
 mod turns;
 
+use super::queue::{self, TrySendError};
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -189,7 +191,7 @@ pub(crate) struct Driver {
     /// What the backend can do (read again after each reconnect and session update).
     caps: Capabilities,
     commands: mpsc::Receiver<Command>,
-    events: mpsc::Sender<RealtimeSessionEvent>,
+    events: queue::Sender,
     /// Events that come after the channel's: the ones emitted while the session ends without
     /// waiting for the application, then `Closed`. The stream reads them once the channel is
     /// empty and closed, so nothing is lost and `Closed` is always last.
@@ -248,7 +250,7 @@ impl Driver {
     pub(crate) fn new(
         conn: Box<dyn RealtimeConnection>,
         commands: mpsc::Receiver<Command>,
-        events: mpsc::Sender<RealtimeSessionEvent>,
+        events: queue::Sender,
         tail: oneshot::Sender<VecDeque<RealtimeSessionEvent>>,
         shared: Shared,
         agent: Arc<RealtimeAgent>,
@@ -335,14 +337,14 @@ impl Driver {
             let (close, cancelled, events) = (
                 self.cancel.clone(),
                 self.shared.cancelled.token.clone(),
-                self.events.clone(),
+                self.events.gone(),
             );
             async move {
                 tokio::select! {
                     _ = close.cancelled() => Step::Close,
                     _ = cancelled.cancelled() => Step::Cancelled,
                     _ = sleep_until(deadline) => Step::TimedOut,
-                    _ = events.closed() => Step::Close,
+                    _ = events.wait() => Step::Close,
                 }
             }
         });
@@ -546,11 +548,9 @@ impl Driver {
         }
         match self.events.try_send(event) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Closed(_)) => self.stopped = true,
-            Err(mpsc::error::TrySendError::Full(event)) if self.ending => {
-                self.tail.push_back(event);
-            }
-            Err(mpsc::error::TrySendError::Full(event)) => self.emit_when_room(event).await,
+            Err(TrySendError::Closed) => self.stopped = true,
+            Err(TrySendError::Full(event)) if self.ending => self.tail.push_back(event),
+            Err(TrySendError::Full(event)) => self.emit_when_room(event).await,
         }
     }
 
@@ -561,19 +561,29 @@ impl Driver {
     /// its size.
     fn emit_when_room(&mut self, event: RealtimeSessionEvent) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let reserved = tokio::select! {
+            let room = tokio::select! {
                 biased;
-                permit = self.events.reserve() => permit.ok(),
-                _ = self.cancel.cancelled() => None,
-                _ = self.shared.cancelled.token.cancelled() => None,
+                room = self.events.room() => room,
+                _ = self.cancel.cancelled() => false,
+                _ = self.shared.cancelled.token.cancelled() => false,
             };
-            match reserved {
-                Some(permit) => permit.send(event),
-                None if self.events.is_closed() => self.stopped = true,
-                None => {
-                    self.ending = true;
-                    self.tail.push_back(event);
-                }
+            // With room, the one producer is sure to queue it (or to find the stream gone).
+            let event = match room {
+                true => match self.events.try_send(event) {
+                    Ok(()) => return,
+                    Err(TrySendError::Closed) => {
+                        self.stopped = true;
+                        return;
+                    }
+                    Err(TrySendError::Full(event)) => event,
+                },
+                false => event,
+            };
+            if self.events.is_closed() {
+                self.stopped = true;
+            } else {
+                self.ending = true;
+                self.tail.push_back(event);
             }
         })
     }
@@ -689,7 +699,7 @@ impl Driver {
                     _ = wait => {}
                     _ = self.cancel.cancelled() => return self.close(None, false).await,
                     _ = self.shared.cancelled.token.cancelled() => return self.close(Some(self.cancelled_error()), false).await,
-                    _ = self.events.closed() => return self.close(None, false).await,
+                    _ = self.events.gone().wait() => return self.close(None, false).await,
                 }
                 let settings = match agent_settings(&self.shared, &self.agent, false).await {
                     Ok(settings) => settings,
