@@ -1,7 +1,8 @@
 """The Python peer of `examples/vs_python.rs`: the load test's traffic through the official
 OpenAI Agents SDK (`agents.realtime`), with the client's own CPU measured.
 
-Usage (vs_python starts it; standalone works too):
+Usage (vs_python starts it; standalone works too, against `cargo run --release --example
+sim_server -- --stamp-audio` and the cycle from `vs_python --write-pcm cycle.pcm`):
 
     target/interop-venv/bin/python tests/python_interop/load_peer.py \
         --url ws://127.0.0.1:PORT/v1/realtime --pcm cycle.pcm --sessions 8 --seconds 10 --warmup 3
