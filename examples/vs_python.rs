@@ -459,10 +459,15 @@ fn run(args: &Args) -> Result<i32, String> {
                     python_round.add(&report)?;
                 }
             }
+            let round3 = |v: Option<f64>| v.map(|v| (v * 1e3).round() / 1e3);
             rounds.push(json!({
-                "rust_cpu_ms_per_audio_second": rust_round.cpu_ms_per_audio_second(),
-                "python_cpu_ms_per_audio_second": python_round.cpu_ms_per_audio_second(),
-                "ratio": ratio(&python_round, &rust_round),
+                "ratio": round3(ratio(&python_round, &rust_round)),
+                "rust_cpu_ms_per_audio_second": round3(rust_round.cpu_ms_per_audio_second()),
+                "python_cpu_ms_per_audio_second": round3(python_round.cpu_ms_per_audio_second()),
+                "rust_delay_p99_ms": rust_round.delay_p99_ms,
+                "python_delay_p99_ms": python_round.delay_p99_ms,
+                "rust_pace_kept": rust_round.pace_kept(),
+                "python_pace_kept": python_round.pace_kept(),
             }));
         }
         Ok((rust, python, rounds))
