@@ -31,6 +31,8 @@
 
 #[path = "support/measure.rs"]
 mod measure;
+#[path = "support/mic.rs"]
+mod mic;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,7 +41,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use futures::StreamExt;
 use realtime_agents::model::OpenAIRealtimeWebSocketModel;
-use realtime_agents::simulator::{Simulator, audio_stamp, speech};
+use realtime_agents::simulator::{Simulator, audio_stamp};
 use realtime_agents::{
     FunctionTool, RealtimeAgent, RealtimeRunConfig, RealtimeRunner, RealtimeSessionEvent as E,
     RealtimeSessionHandle,
@@ -52,6 +54,7 @@ use measure::{
     Histogram, args_or_exit, pid_cpu, process_cpu, rss_kib, serve_stamping_simulator, spawn_server,
     threads_cpu,
 };
+use mic::{CHUNK, PACER_GROUP, microphone_cycle, start_offset};
 
 const USAGE: &str = "usage: loadtest [--sessions N] [--seconds T] [--workers W] [--in-process | --url URL]\n\
      --sessions    concurrent sessions (default 100)\n\
@@ -63,12 +66,6 @@ const USAGE: &str = "usage: loadtest [--sessions N] [--seconds T] [--workers W] 
      --in-process  run the simulator on a separate runtime in this process (RSS then includes it)\n\
      --url         use a running server (delays need one that stamps audio: sim_server --stamp-audio)\n\
      --serve       run only the stamping simulator and print its URL (used by the default mode)";
-
-/// 20 ms of PCM16 at 24 kHz.
-const CHUNK_BYTES: usize = 960;
-const CHUNK: Duration = Duration::from_millis(20);
-/// Sessions one microphone pacer task feeds.
-const PACER_GROUP: usize = 64;
 
 #[derive(Debug)]
 struct Args {
@@ -199,26 +196,6 @@ impl Counters {
 struct WeatherArgs {
     /// The city.
     city: String,
-}
-
-/// One cycle of microphone audio, as 20 ms chunks.
-fn microphone_cycle() -> Vec<Bytes> {
-    let silence = |ms: usize| vec![0i16; ms * 24];
-    let mut samples = silence(500);
-    samples.extend(speech::encode_text("Tell me a story please"));
-    samples.extend(silence(4_500));
-    samples.extend(speech::encode_text("What's the weather in Paris?"));
-    let cycle = 12_000 * 24;
-    samples.resize(cycle.max(samples.len() + 600 * 24), 0);
-    let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-    bytes
-        .chunks(CHUNK_BYTES)
-        .map(|c| {
-            let mut chunk = c.to_vec();
-            chunk.resize(CHUNK_BYTES, 0);
-            Bytes::from(chunk)
-        })
-        .collect()
 }
 
 /// Reads one session's events until told to stop.
@@ -432,7 +409,7 @@ fn run(args: &Args) -> Result<Report, String> {
         for (i, c) in connects.into_iter().enumerate() {
             match c.await {
                 Ok(Ok(session)) => {
-                    handles.push((session.handle(), (i * 7919) % cycle.len()));
+                    handles.push((session.handle(), start_offset(i, cycle.len())));
                     consumers.push(tokio::spawn(consume(session, stats.clone(), stop.clone())));
                 }
                 Ok(Err(e)) => {
