@@ -52,11 +52,12 @@ use serde_json::{Value, json};
 
 use measure::{args_or_exit, serve_stamping_simulator, spawn_server};
 
-const USAGE: &str = "usage: vs_python [--sessions N] [--seconds T] [--warmup W] [--rounds R] [--python PATH] [--python-procs P] [--min-ratio X]\n\
+const USAGE: &str = "usage: vs_python [--sessions N] [--seconds T] [--warmup W] [--rounds R] [--coalesce-ms M] [--python PATH] [--python-procs P] [--min-ratio X]\n\
      --sessions      concurrent sessions per client (default 8)\n\
      --seconds       measured window (default 10)\n\
      --warmup        seconds of streaming before the window (default 3)\n\
      --rounds        Rust-then-Python rounds (default 1)\n\
+     --coalesce-ms   the Rust sessions' wake_coalescing window (default 0: off, the default settings)\n\
      --python        the interpreter with openai-agents installed (default target/interop-venv/bin/python)\n\
      --python-procs  Python processes to split the sessions over (default: the number of cores)\n\
      --min-ratio     exit 1 when Python's CPU per audio second is less than X times Rust's\n\
@@ -75,6 +76,7 @@ struct Args {
     seconds: f64,
     warmup: f64,
     rounds: usize,
+    coalesce_ms: u64,
     python: PathBuf,
     python_procs: usize,
     min_ratio: Option<f64>,
@@ -89,6 +91,7 @@ fn parse_args() -> Result<Args, String> {
         seconds: 10.0,
         warmup: 3.0,
         rounds: 1,
+        coalesce_ms: 0,
         python: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/interop-venv/bin/python"),
         python_procs: cores,
         min_ratio: None,
@@ -104,6 +107,9 @@ fn parse_args() -> Result<Args, String> {
             "--seconds" => args.seconds = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
             "--warmup" => args.warmup = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
             "--rounds" => args.rounds = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
+            "--coalesce-ms" => {
+                args.coalesce_ms = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?;
+            }
             "--python" => args.python = PathBuf::from(value(&arg)?),
             "--python-procs" => {
                 args.python_procs = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?;
@@ -276,6 +282,7 @@ fn run_rust(args: &Args, loadtest: &Path, url: &str) -> Result<Value, String> {
         .args(["--sessions", &args.sessions.to_string()])
         .args(["--seconds", &args.seconds.to_string()])
         .args(["--warmup", &args.warmup.to_string()])
+        .args(["--coalesce-ms", &args.coalesce_ms.to_string()])
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| format!("cannot run {}: {e}", loadtest.display()))?;

@@ -130,7 +130,7 @@ fn unauthorized(message: &str) -> ErrorResponse {
 /// read, and a client event is rarely over a few kilobytes. Writes are batched up to a flush.
 fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(8 << 10)
+        .read_buffer_size(4 << 10)
         .write_buffer_size(64 << 10)
 }
 

@@ -59,6 +59,8 @@ pub(crate) struct ConnectionState {
     next_call: u64,
     /// The effective session, as `session.updated` shows it.
     session: Value,
+    /// Its turn detection, read once per `session.update` rather than on every audio append.
+    vad: Option<session::Vad>,
     conversation_id: String,
     items: Vec<StoredItem>,
     input: InputAudio,
@@ -103,6 +105,7 @@ impl ConnectionState {
             next_item: 0,
             next_response: 0,
             next_call: 0,
+            vad: session::Vad::from_session(&session),
             session,
             conversation_id: "conv_1".to_string(),
             items: Vec::new(),

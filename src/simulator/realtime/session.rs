@@ -25,7 +25,7 @@ pub(super) struct Vad {
 
 impl Vad {
     /// The session's turn detection, `None` when `turn_detection` is null.
-    fn from_session(session: &Value) -> Option<Self> {
+    pub(super) fn from_session(session: &Value) -> Option<Self> {
         let td = session["audio"]["input"].get("turn_detection")?;
         let kind = td.get("type")?.as_str()?;
         let threshold = td
@@ -68,7 +68,7 @@ impl Vad {
 
 impl ConnectionState {
     pub(super) fn vad(&self) -> Option<Vad> {
-        Vad::from_session(&self.session)
+        self.vad
     }
 
     /// When the idle timeout fires, if armed.
@@ -85,6 +85,7 @@ impl ConnectionState {
             session_config::apply_update(&self.session, value.get("session"), self.produced_audio)?;
         let old_format = self.session["audio"]["input"]["format"].clone();
         self.session = merged;
+        self.vad = Vad::from_session(&self.session);
         if self.session["audio"]["input"]["format"] != old_format {
             let format = session_config::parse_format(&self.session["audio"]["input"]["format"])
                 .unwrap_or(AudioFormat::PCM16_24K);
