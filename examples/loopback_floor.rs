@@ -42,6 +42,8 @@ const USAGE: &str = "usage: loopback_floor [--sessions N] [--seconds T] [--warmu
      --warmup    seconds of traffic before the window (default 3)\n\
      --workers   runtime worker threads, client and server each (default 2)\n\
      --hops      pass every frame through a channel to another task, both ways (as a session does)\n\
+     --server-share  the share of 20 ms ticks on which the server sends (default 1; loadtest's\n\
+                 assistant talks about 0.63 of the time: use that to move the same mix of chunks)\n\
      --serve     run only the server and print its address (used by the default mode)";
 
 /// One frame: about a WebSocket frame with 20 ms of 24 kHz PCM16 in base64 JSON.
@@ -56,6 +58,7 @@ struct Args {
     warmup: f64,
     workers: usize,
     hops: bool,
+    server_share: f64,
     serve: bool,
 }
 
@@ -66,6 +69,7 @@ fn parse_args() -> Result<Args, String> {
         warmup: 3.0,
         workers: 2,
         hops: false,
+        server_share: 1.0,
         serve: false,
     };
     let mut it = std::env::args().skip(1);
@@ -78,6 +82,9 @@ fn parse_args() -> Result<Args, String> {
             "--warmup" => args.warmup = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
             "--workers" => args.workers = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
             "--hops" => args.hops = true,
+            "--server-share" => {
+                args.server_share = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?;
+            }
             "--serve" => args.serve = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -95,7 +102,7 @@ fn main() {
         .build()
         .expect("runtime");
     let result = if args.serve {
-        rt.block_on(serve())
+        rt.block_on(serve(args.server_share.clamp(0.0, 1.0)))
     } else {
         rt.block_on(run(&args))
     };
@@ -112,14 +119,25 @@ fn now_us() -> u64 {
         .as_micros() as u64
 }
 
-/// Writes a frame to every connection of the group each 20 ms until `stop`; a frame starts
-/// with its send time. Connections whose peer is gone are dropped.
-async fn pace(mut group: Vec<OwnedWriteHalf>, sent: Arc<AtomicU64>, stop: watch::Receiver<bool>) {
+/// Writes a frame to every connection of the group on a `share` of the 20 ms ticks (spread
+/// evenly) until `stop`; a frame starts with its send time. Connections whose peer is gone are
+/// dropped.
+async fn pace(
+    mut group: Vec<OwnedWriteHalf>,
+    share: f64,
+    sent: Arc<AtomicU64>,
+    stop: watch::Receiver<bool>,
+) {
     let mut frame = vec![0u8; FRAME];
     let mut tick = tokio::time::interval(CHUNK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut k = 0u64;
     while !*stop.borrow() && !group.is_empty() {
         tick.tick().await;
+        k += 1;
+        if ((k as f64) * share).floor() == (((k - 1) as f64) * share).floor() {
+            continue;
+        }
         let mut i = 0;
         while i < group.len() {
             frame[..8].copy_from_slice(&now_us().to_le_bytes());
@@ -135,7 +153,7 @@ async fn pace(mut group: Vec<OwnedWriteHalf>, sent: Arc<AtomicU64>, stop: watch:
 
 /// `--serve`: accepts connections, sends each a paced stream of frames and discards what it
 /// reads, until stdin closes (the parent exited).
-async fn serve() -> Result<(), String> {
+async fn serve(share: f64) -> Result<(), String> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
@@ -165,7 +183,12 @@ async fn serve() -> Result<(), String> {
                 Err(_) if group.is_empty() => continue,
                 Err(_) => {}
             }
-            tokio::spawn(pace(std::mem::take(&mut group), sent.clone(), stop.clone()));
+            tokio::spawn(pace(
+                std::mem::take(&mut group),
+                share,
+                sent.clone(),
+                stop.clone(),
+            ));
         }
     });
     tokio::task::spawn_blocking(move || announce_and_wait(&addr.to_string()))
@@ -241,7 +264,13 @@ async fn pace_relays(group: Vec<Relay>, sent: Arc<AtomicU64>, stop: watch::Recei
 }
 
 async fn run(args: &Args) -> Result<(), String> {
-    let (mut child, addr) = spawn_server(&["--serve", "--workers", &args.workers.to_string()])?;
+    let (mut child, addr) = spawn_server(&[
+        "--serve",
+        "--workers",
+        &args.workers.to_string(),
+        "--server-share",
+        &args.server_share.to_string(),
+    ])?;
 
     let sent = Arc::new(AtomicU64::new(0));
     let received = Arc::new(AtomicU64::new(0));
@@ -270,7 +299,7 @@ async fn run(args: &Args) -> Result<(), String> {
             let relays = group.into_iter().map(Relay::new).collect();
             tokio::spawn(pace_relays(relays, sent.clone(), stop.clone()))
         } else {
-            tokio::spawn(pace(group, sent.clone(), stop.clone()))
+            tokio::spawn(pace(group, 1.0, sent.clone(), stop.clone()))
         });
     }
     tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
@@ -326,6 +355,7 @@ async fn run(args: &Args) -> Result<(), String> {
             "server_cpu_seconds": server0.zip(server1).map(|(a, b)| round(b - a, 3)),
             "client_workers": args.workers,
             "hops": args.hops,
+            "server_share": args.server_share,
         })
     );
     Ok(())
