@@ -52,12 +52,13 @@ use serde_json::{Value, json};
 
 use measure::{args_or_exit, serve_stamping_simulator, spawn_server};
 
-const USAGE: &str = "usage: vs_python [--sessions N] [--seconds T] [--warmup W] [--rounds R] [--coalesce-ms M] [--python PATH] [--python-procs P] [--min-ratio X]\n\
+const USAGE: &str = "usage: vs_python [--sessions N] [--seconds T] [--warmup W] [--rounds R] [--coalesce-ms M] [--rust-workers W] [--python PATH] [--python-procs P] [--min-ratio X]\n\
      --sessions      concurrent sessions per client (default 8)\n\
      --seconds       measured window (default 10)\n\
      --warmup        seconds of streaming before the window (default 3)\n\
      --rounds        Rust-then-Python rounds (default 1)\n\
      --coalesce-ms   the Rust sessions' wake_coalescing window (default 0: off, the default settings)\n\
+     --rust-workers  the Rust client's tokio worker threads (loadtest --workers; default 2)\n\
      --python        the interpreter with openai-agents installed (default target/interop-venv/bin/python)\n\
      --python-procs  Python processes to split the sessions over (default: the number of cores)\n\
      --min-ratio     exit 1 when Python's CPU per audio second is less than X times Rust's\n\
@@ -77,6 +78,7 @@ struct Args {
     warmup: f64,
     rounds: usize,
     coalesce_ms: u64,
+    rust_workers: usize,
     python: PathBuf,
     python_procs: usize,
     min_ratio: Option<f64>,
@@ -92,6 +94,7 @@ fn parse_args() -> Result<Args, String> {
         warmup: 3.0,
         rounds: 1,
         coalesce_ms: 0,
+        rust_workers: 2,
         python: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/interop-venv/bin/python"),
         python_procs: cores,
         min_ratio: None,
@@ -107,6 +110,9 @@ fn parse_args() -> Result<Args, String> {
             "--seconds" => args.seconds = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
             "--warmup" => args.warmup = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
             "--rounds" => args.rounds = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
+            "--rust-workers" => {
+                args.rust_workers = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?;
+            }
             "--coalesce-ms" => {
                 args.coalesce_ms = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?;
             }
@@ -283,6 +289,7 @@ fn run_rust(args: &Args, loadtest: &Path, url: &str) -> Result<Value, String> {
         .args(["--seconds", &args.seconds.to_string()])
         .args(["--warmup", &args.warmup.to_string()])
         .args(["--coalesce-ms", &args.coalesce_ms.to_string()])
+        .args(["--workers", &args.rust_workers.to_string()])
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| format!("cannot run {}: {e}", loadtest.display()))?;
@@ -492,6 +499,8 @@ fn run(args: &Args) -> Result<i32, String> {
         ("warmup", json!(args.warmup)),
         ("rounds", json!(args.rounds)),
         ("python_procs", json!(args.python_procs)),
+        ("rust_workers", json!(args.rust_workers)),
+        ("rust_wake_coalescing_ms", json!(args.coalesce_ms)),
         ("ratio", json!(ratio.map(|r| (r * 100.0).round() / 100.0))),
         ("rust", rust.json()),
         ("python", python.json()),
