@@ -62,14 +62,7 @@ async fn a_tool_turn_ends_after_the_answer_even_when_response_done_trails_the_ca
     for run in 0..20 {
         let agent = RealtimeAgent::new("Assistant").tool(weather_tool());
         let mut session = sim_session(&sim, agent).await;
-        let mut events = Vec::new();
-        let result = tokio::time::timeout(
-            Duration::from_secs(20),
-            session.run_turn_with("What's the weather in Paris?", |e| events.push(e.clone())),
-        )
-        .await
-        .expect("the turn ends")
-        .expect("the turn succeeds");
+        let (result, events) = support::script::weather_turn(&mut session).await;
         assert_eq!(result.status, TurnStatus::Completed, "run {run}");
         assert_eq!(result.cause, TurnCause::Message);
         assert!(

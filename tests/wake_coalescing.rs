@@ -12,7 +12,7 @@ use realtime_agents::{
     RealtimeAgent, RealtimeRunConfig, RealtimeRunner, RealtimeSessionEvent as E, TurnResult,
     TurnStatus,
 };
-use support::script::{start, weather_tool};
+use support::script::{start, weather_tool, weather_turn};
 use support::{ScriptedServer, ev, until};
 
 const WINDOW: Duration = Duration::from_millis(300);
@@ -84,16 +84,9 @@ async fn tool_turn(config: RealtimeRunConfig) -> (TurnResult, Vec<E>) {
         .run(())
         .await
         .expect("session starts");
-    let mut events = Vec::new();
-    let result = tokio::time::timeout(
-        Duration::from_secs(20),
-        session.run_turn_with("What's the weather in Paris?", |e| events.push(e.clone())),
-    )
-    .await
-    .expect("the turn ends")
-    .expect("the turn succeeds");
+    let turn = weather_turn(&mut session).await;
     session.close().await;
-    (result, events)
+    turn
 }
 
 #[tokio::test]

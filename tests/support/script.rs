@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use realtime_agents::{
     FunctionTool, RealtimeAgent, RealtimeRunConfig, RealtimeRunner, RealtimeSession,
+    RealtimeSessionEvent, TurnResult,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -14,6 +15,22 @@ use super::{Responder, ScriptedServer, ev};
 #[derive(Deserialize, JsonSchema)]
 pub struct City {
     pub city: String,
+}
+
+/// Asks for the weather in Paris and waits (20 s at most) for the turn to succeed: its result
+/// and every event of the turn.
+pub async fn weather_turn(
+    session: &mut RealtimeSession,
+) -> (TurnResult, Vec<RealtimeSessionEvent>) {
+    let mut events = Vec::new();
+    let result = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        session.run_turn_with("What's the weather in Paris?", |e| events.push(e.clone())),
+    )
+    .await
+    .expect("the turn ends")
+    .expect("the turn succeeds");
+    (result, events)
 }
 
 /// Starts a session for `agent` on `server` with a context.
