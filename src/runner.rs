@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RealtimeRunConfig;
@@ -254,7 +254,7 @@ impl RealtimeRunner {
                 }
             });
         }
-        let (command_tx, command_rx) = mpsc::channel(256);
+        let (command_tx, command_rx) = crate::session::queue::channel(256);
         let (event_tx, event_rx) = crate::session::queue::channel(event_capacity);
         let (tail_tx, tail_rx) = oneshot::channel();
         let driver = Driver::new(conn, command_rx, event_tx, tail_tx, shared, agent);

@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::Stream;
 use std::future::Future as _;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use driver::HistoryEdit;
@@ -89,7 +89,7 @@ impl Canceller {
 /// ```
 #[derive(Debug, Clone)]
 pub struct RealtimeSessionHandle {
-    commands: mpsc::Sender<Command>,
+    commands: queue::Sender<Command>,
     cancel: CancellationToken,
     cancelled: Canceller,
     muted: Arc<AtomicBool>,
@@ -356,7 +356,7 @@ impl RealtimeSessionHandle {
 #[derive(Debug)]
 pub struct RealtimeSession {
     handle: RealtimeSessionHandle,
-    events: queue::Receiver,
+    events: queue::Receiver<RealtimeSessionEvent>,
     /// What the session task emitted while ending without waiting for room in `events`, then
     /// `Closed`: read after `events`.
     tail: Option<oneshot::Receiver<VecDeque<RealtimeSessionEvent>>>,
@@ -368,8 +368,8 @@ pub struct RealtimeSession {
 impl RealtimeSession {
     pub(crate) fn spawn(
         driver: Driver,
-        commands: mpsc::Sender<Command>,
-        events: queue::Receiver,
+        commands: queue::Sender<Command>,
+        events: queue::Receiver<RealtimeSessionEvent>,
         tail: oneshot::Receiver<VecDeque<RealtimeSessionEvent>>,
         cancelled: Canceller,
         info: SessionInfo,

@@ -1,90 +1,54 @@
-//! The bounded queue that carries a session's events from its task to the application's
-//! stream: one producer (the session task), one consumer ([`RealtimeSession`]).
+//! The bounded queues between a session's task and the rest of the application: events from
+//! the task to the application's stream ([`RealtimeSession`]), commands from any number of
+//! handles ([`RealtimeSessionHandle`]) to the task.
 //!
-//! A tokio `mpsc` channel would do, but it allocates a block of 32 events (5 KiB) for every
-//! session up front and keeps it for the session's life. This queue holds what is waiting and
-//! nothing more: an idle session holds no event memory, and what a burst grew is given back
-//! once the application has caught up.
+//! A tokio `mpsc` channel would do, but it allocates a block of 32 slots for every channel up
+//! front (5 KiB for events, 2 KiB for commands) and keeps it for the session's life. These
+//! queues hold what is waiting and nothing more: an idle session holds no queue memory, and
+//! what a burst grew is given back once the reader has caught up. Room is counted by a tokio
+//! [`Semaphore`], so senders that wait for it are served in order.
 //!
 //! [`RealtimeSession`]: super::RealtimeSession
+//! [`RealtimeSessionHandle`]: super::RealtimeSessionHandle
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use super::RealtimeSessionEvent;
+use tokio::sync::{Notify, Semaphore, TryAcquireError};
 
-/// Slots a drained queue keeps: enough for the usual one or two events in flight.
+/// Slots a drained queue keeps: enough for the usual one or two values in flight.
 const KEEP: usize = 4;
 
-struct State {
-    queue: VecDeque<RealtimeSessionEvent>,
-    capacity: usize,
-    sender_alive: bool,
+struct State<T> {
+    queue: VecDeque<T>,
+    senders: usize,
     receiver_alive: bool,
-    /// The consumer, waiting for an event.
+    /// The reader, waiting for a value.
     receiver: Option<Waker>,
-    /// The producer, waiting for room.
-    room: Option<Waker>,
-    /// The producer, waiting for the consumer to go away.
-    gone: Option<Waker>,
 }
 
-struct Shared(Mutex<State>);
+struct Shared<T> {
+    state: Mutex<State<T>>,
+    /// Free slots; closed when the reader goes away.
+    room: Semaphore,
+    /// Told when the reader goes away.
+    gone: Notify,
+}
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
         // Nothing panics while holding the lock; a poisoned state is still consistent.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
 
-/// Keeps `slot` set to a waker for `cx`'s task, cloning only when it changed.
-fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
-    match slot {
-        Some(waker) if waker.will_wake(cx.waker()) => {}
-        _ => *slot = Some(cx.waker().clone()),
-    }
-}
-
-/// A queue of at most `capacity` events.
-pub(crate) fn channel(capacity: usize) -> (Sender, Receiver) {
-    let shared = Arc::new(Shared(Mutex::new(State {
-        queue: VecDeque::new(),
-        capacity: capacity.max(1),
-        sender_alive: true,
-        receiver_alive: true,
-        receiver: None,
-        room: None,
-        gone: None,
-    })));
-    (Sender(shared.clone()), Receiver(shared))
-}
-
-/// Why [`Sender::try_send`] gave the event back.
-pub(crate) enum TrySendError {
-    /// The queue holds `capacity` events.
-    Full(RealtimeSessionEvent),
-    /// The application dropped its stream.
-    Closed,
-}
-
-/// The session task's end.
-pub(crate) struct Sender(Arc<Shared>);
-
-impl Sender {
-    /// Queues `event` if there is room and someone to read it.
-    // The event comes back when the queue is full, as with `mpsc::Sender::try_send`.
-    #[allow(clippy::result_large_err)]
-    pub(crate) fn try_send(&self, event: RealtimeSessionEvent) -> Result<(), TrySendError> {
-        let mut state = self.0.lock();
+    /// Queues `value` in a slot already taken from `room`.
+    fn push(&self, value: T) -> Result<(), T> {
+        let mut state = self.lock();
         if !state.receiver_alive {
-            return Err(TrySendError::Closed);
+            return Err(value);
         }
-        if state.queue.len() >= state.capacity {
-            return Err(TrySendError::Full(event));
-        }
-        state.queue.push_back(event);
+        state.queue.push_back(value);
         let waker = state.receiver.take();
         drop(state);
         if let Some(waker) = waker {
@@ -92,41 +56,92 @@ impl Sender {
         }
         Ok(())
     }
+}
 
-    /// Waits until the queue has room (`true`) or the application dropped its stream
-    /// (`false`).
+/// A queue of at most `capacity` values.
+pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            queue: VecDeque::new(),
+            senders: 1,
+            receiver_alive: true,
+            receiver: None,
+        }),
+        room: Semaphore::new(capacity.clamp(1, Semaphore::MAX_PERMITS)),
+        gone: Notify::new(),
+    });
+    (Sender(shared.clone()), Receiver(shared))
+}
+
+/// Why [`Sender::try_send`] gave the value back.
+pub(crate) enum TrySendError<T> {
+    /// The queue holds `capacity` values.
+    Full(T),
+    /// The reader is gone.
+    Closed,
+}
+
+/// A writing end; clones write to the same queue.
+pub(crate) struct Sender<T>(Arc<Shared<T>>);
+
+impl<T> Sender<T> {
+    /// Queues `value` if there is room and someone to read it.
+    // The value comes back when the queue is full, as with `mpsc::Sender::try_send`.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        match self.0.room.try_acquire() {
+            Ok(permit) => permit.forget(),
+            Err(TryAcquireError::NoPermits) => return Err(TrySendError::Full(value)),
+            Err(TryAcquireError::Closed) => return Err(TrySendError::Closed),
+        }
+        self.0.push(value).map_err(|_| TrySendError::Closed)
+    }
+
+    /// Queues `value`, waiting for room; gives it back if the reader is gone.
+    pub(crate) async fn send(&self, value: T) -> Result<(), T> {
+        match self.0.room.acquire().await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return Err(value),
+        }
+        self.0.push(value)
+    }
+
+    /// Waits for room: `true` when there is some (for this writer's next
+    /// [`try_send`](Self::try_send) if it is the only one), `false` when the reader is gone.
     pub(crate) async fn room(&self) -> bool {
-        std::future::poll_fn(|cx| {
-            let mut state = self.0.lock();
-            if !state.receiver_alive {
-                Poll::Ready(false)
-            } else if state.queue.len() < state.capacity {
-                Poll::Ready(true)
-            } else {
-                register(&mut state.room, cx);
-                Poll::Pending
-            }
-        })
-        .await
+        self.0.room.acquire().await.is_ok()
     }
 
-    /// Whether the application dropped its stream.
+    /// Whether the reader is gone.
     pub(crate) fn is_closed(&self) -> bool {
-        !self.0.lock().receiver_alive
+        self.0.room.is_closed()
     }
 
-    /// Something to wait on for the application dropping its stream, that does not keep the
-    /// queue open.
-    pub(crate) fn gone(&self) -> Gone {
+    /// Resolves once the reader is gone.
+    pub(crate) async fn closed(&self) {
+        Gone(self.0.clone()).wait().await;
+    }
+
+    /// Something to wait on for the reader going away, that does not count as a writer.
+    pub(crate) fn gone(&self) -> Gone<T> {
         Gone(self.0.clone())
     }
 }
 
-impl Drop for Sender {
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        self.0.lock().senders += 1;
+        Self(self.0.clone())
+    }
+}
+
+impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         let mut state = self.0.lock();
-        state.sender_alive = false;
-        let waker = state.receiver.take();
+        state.senders -= 1;
+        let waker = (state.senders == 0)
+            .then(|| state.receiver.take())
+            .flatten();
         drop(state);
         if let Some(waker) = waker {
             waker.wake();
@@ -134,77 +149,77 @@ impl Drop for Sender {
     }
 }
 
-/// See [`Sender::gone`].
-pub(crate) struct Gone(Arc<Shared>);
-
-impl Gone {
-    /// Resolves once the application dropped its stream.
-    pub(crate) async fn wait(self) {
-        std::future::poll_fn(|cx| {
-            let mut state = self.0.lock();
-            if state.receiver_alive {
-                register(&mut state.gone, cx);
-                Poll::Pending
-            } else {
-                Poll::Ready(())
-            }
-        })
-        .await
+impl<T> std::fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueSender")
+            .field("closed", &self.is_closed())
+            .finish()
     }
 }
 
-/// The application's end.
-pub(crate) struct Receiver(Arc<Shared>);
+/// See [`Sender::gone`].
+pub(crate) struct Gone<T>(Arc<Shared<T>>);
 
-impl Receiver {
-    /// The next event; `None` once the session task is gone and everything was read.
-    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<RealtimeSessionEvent>> {
+impl<T> Gone<T> {
+    /// Resolves once the reader is gone.
+    pub(crate) async fn wait(self) {
+        let notified = self.0.gone.notified();
+        let mut notified = std::pin::pin!(notified);
+        // Registered before looking, so that a reader leaving in between is not missed.
+        notified.as_mut().enable();
+        if self.0.room.is_closed() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+/// The reading end.
+pub(crate) struct Receiver<T>(Arc<Shared<T>>);
+
+impl<T> Receiver<T> {
+    /// The next value; `None` once every writer is gone and everything was read.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let mut state = self.0.lock();
         match state.queue.pop_front() {
-            Some(event) => {
+            Some(value) => {
                 if state.queue.is_empty() && state.queue.capacity() > KEEP {
                     // Caught up after a burst: give its memory back.
                     state.queue.shrink_to(KEEP);
                 }
-                let waker = (state.queue.len() + 1 == state.capacity)
-                    .then(|| state.room.take())
-                    .flatten();
                 drop(state);
-                if let Some(waker) = waker {
-                    waker.wake();
-                }
-                Poll::Ready(Some(event))
+                self.0.room.add_permits(1);
+                Poll::Ready(Some(value))
             }
-            None if !state.sender_alive => Poll::Ready(None),
+            None if state.senders == 0 => Poll::Ready(None),
             None => {
-                register(&mut state.receiver, cx);
+                match &state.receiver {
+                    Some(waker) if waker.will_wake(cx.waker()) => {}
+                    _ => state.receiver = Some(cx.waker().clone()),
+                }
                 Poll::Pending
             }
         }
     }
 }
 
-impl Drop for Receiver {
+impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         let mut state = self.0.lock();
         state.receiver_alive = false;
         // Nobody will read them.
-        let events = std::mem::take(&mut state.queue);
-        let wakers = [state.room.take(), state.gone.take()];
+        let values = std::mem::take(&mut state.queue);
         drop(state);
-        drop(events);
-        for waker in wakers.into_iter().flatten() {
-            waker.wake();
-        }
+        drop(values);
+        self.0.room.close();
+        self.0.gone.notify_waiters();
     }
 }
 
-impl std::fmt::Debug for Receiver {
+impl<T> std::fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = self.0.lock();
-        f.debug_struct("EventQueue")
-            .field("waiting", &state.queue.len())
-            .field("capacity", &state.capacity)
+        f.debug_struct("QueueReceiver")
+            .field("waiting", &self.0.lock().queue.len())
             .finish()
     }
 }
@@ -214,79 +229,92 @@ mod tests {
     use super::*;
     use futures::FutureExt as _;
 
-    fn event(n: usize) -> RealtimeSessionEvent {
-        RealtimeSessionEvent::TranscriptDelta {
-            role: crate::items::Role::Assistant,
-            item_id: n.to_string(),
-            content_index: 0,
-            delta: String::new(),
-        }
-    }
-
-    fn id(event: Option<RealtimeSessionEvent>) -> Option<String> {
-        match event? {
-            RealtimeSessionEvent::TranscriptDelta { item_id, .. } => Some(item_id),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-
-    async fn recv(rx: &mut Receiver) -> Option<RealtimeSessionEvent> {
+    async fn recv<T>(rx: &mut Receiver<T>) -> Option<T> {
         std::future::poll_fn(|cx| rx.poll_recv(cx)).await
     }
 
     #[tokio::test]
-    async fn delivers_in_order_up_to_capacity_then_ends_when_the_sender_goes() {
+    async fn delivers_in_order_up_to_capacity_then_ends_when_the_writers_go() {
         let (tx, mut rx) = channel(2);
-        assert!(tx.try_send(event(1)).is_ok());
-        assert!(tx.try_send(event(2)).is_ok());
-        assert!(matches!(tx.try_send(event(3)), Err(TrySendError::Full(_))));
+        let tx2 = tx.clone();
+        assert!(tx.try_send(1).is_ok());
+        assert!(tx2.try_send(2).is_ok());
+        assert!(matches!(tx.try_send(3), Err(TrySendError::Full(3))));
         assert!(tx.room().now_or_never().is_none(), "full: waits for room");
-        assert_eq!(id(recv(&mut rx).await).as_deref(), Some("1"));
-        assert_eq!(tx.room().now_or_never(), Some(true));
-        assert!(tx.try_send(event(3)).is_ok());
+        assert!(tx.send(3).now_or_never().is_none(), "full: send waits");
+        assert_eq!(recv(&mut rx).await, Some(1));
+        assert!(tx.try_send(3).is_ok());
         drop(tx);
-        assert_eq!(id(recv(&mut rx).await).as_deref(), Some("2"));
-        assert_eq!(id(recv(&mut rx).await).as_deref(), Some("3"));
-        assert_eq!(id(recv(&mut rx).await), None);
+        assert_eq!(recv(&mut rx).await, Some(2));
+        assert_eq!(recv(&mut rx).await, Some(3));
+        assert!(
+            rx.poll_recv(&mut Context::from_waker(Waker::noop()))
+                .is_pending()
+        );
+        drop(tx2);
+        assert_eq!(recv(&mut rx).await, None, "the last writer is gone");
     }
 
     #[tokio::test]
-    async fn a_waiting_producer_and_the_gone_signal_wake_when_the_consumer_goes() {
-        let (tx, rx) = channel(1);
-        assert!(tx.try_send(event(1)).is_ok());
-        let (room, signal, ()) = tokio::join!(tx.room(), tx.gone().wait(), async move {
-            tokio::task::yield_now().await;
-            drop(rx);
-        });
-        let () = signal;
-        assert!(!room, "the consumer left: no room will come");
-        assert!(tx.is_closed());
-        assert!(matches!(tx.try_send(event(2)), Err(TrySendError::Closed)));
-    }
-
-    #[tokio::test]
-    async fn a_waiting_consumer_is_woken_by_an_event() {
-        let (tx, mut rx) = channel(4);
-        let reader = tokio::spawn(async move { id(recv(&mut rx).await) });
+    async fn waiting_writers_are_served_in_order_as_room_comes() {
+        let (tx, mut rx) = channel(1);
+        assert!(tx.try_send(0).is_ok());
+        let writers: Vec<_> = (1..=3)
+            .map(|n| {
+                let tx = tx.clone();
+                tokio::spawn(async move { tx.send(n).await.is_ok() })
+            })
+            .collect();
         tokio::task::yield_now().await;
-        assert!(tx.try_send(event(7)).is_ok());
-        assert_eq!(reader.await.unwrap().as_deref(), Some("7"));
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            got.push(recv(&mut rx).await.unwrap());
+        }
+        assert_eq!(got, [0, 1, 2, 3]);
+        for w in writers {
+            assert!(w.await.unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn waiting_writers_and_closed_wake_when_the_reader_goes() {
+        let (tx, rx) = channel(1);
+        assert!(tx.try_send(1).is_ok());
+        let (room, sent, (), ()) =
+            tokio::join!(tx.room(), tx.send(2), tx.gone().wait(), async move {
+                tokio::task::yield_now().await;
+                drop(rx);
+            });
+        assert!(!room, "the reader left: no room will come");
+        assert_eq!(sent, Err(2), "the value comes back");
+        assert!(tx.is_closed());
+        assert!(matches!(tx.try_send(3), Err(TrySendError::Closed)));
+        tx.closed().await;
+    }
+
+    #[tokio::test]
+    async fn a_waiting_reader_is_woken_by_a_value() {
+        let (tx, mut rx) = channel(4);
+        let reader = tokio::spawn(async move { recv(&mut rx).await });
+        tokio::task::yield_now().await;
+        assert!(tx.try_send(7).is_ok());
+        assert_eq!(reader.await.unwrap(), Some(7));
     }
 
     #[tokio::test]
     async fn memory_grown_by_a_burst_is_given_back_once_drained() {
         let (tx, mut rx) = channel(256);
         for n in 0..200 {
-            assert!(tx.try_send(event(n)).is_ok());
+            assert!(tx.try_send(n).is_ok());
         }
         assert!(tx.0.lock().queue.capacity() >= 200);
         for _ in 0..200 {
             recv(&mut rx).await;
         }
         assert!(tx.0.lock().queue.capacity() <= KEEP);
-        let (_tx, _rx) = channel(256);
+        let (fresh, _rx) = channel::<u64>(256);
         assert_eq!(
-            _tx.0.lock().queue.capacity(),
+            fresh.0.lock().queue.capacity(),
             0,
             "a new queue holds nothing"
         );

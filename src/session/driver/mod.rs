@@ -23,7 +23,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -190,8 +190,8 @@ pub(crate) struct Driver {
     conn: Box<dyn RealtimeConnection>,
     /// What the backend can do (read again after each reconnect and session update).
     caps: Capabilities,
-    commands: mpsc::Receiver<Command>,
-    events: queue::Sender,
+    commands: queue::Receiver<Command>,
+    events: queue::Sender<RealtimeSessionEvent>,
     /// Events that come after the channel's: the ones emitted while the session ends without
     /// waiting for the application, then `Closed`. The stream reads them once the channel is
     /// empty and closed, so nothing is lost and `Closed` is always last.
@@ -249,8 +249,8 @@ pub(crate) struct Driver {
 impl Driver {
     pub(crate) fn new(
         conn: Box<dyn RealtimeConnection>,
-        commands: mpsc::Receiver<Command>,
-        events: queue::Sender,
+        commands: queue::Receiver<Command>,
+        events: queue::Sender<RealtimeSessionEvent>,
         tail: oneshot::Sender<VecDeque<RealtimeSessionEvent>>,
         shared: Shared,
         agent: Arc<RealtimeAgent>,
