@@ -5,33 +5,42 @@
 //! A tokio `mpsc` channel would do, but it allocates a block of 32 slots for every channel up
 //! front (5 KiB for events, 2 KiB for commands) and keeps it for the session's life. These
 //! queues hold what is waiting and nothing more: an idle session holds no queue memory, and
-//! what a burst grew is given back once the reader has caught up. Room is counted by a tokio
-//! [`Semaphore`], so senders that wait for it are served in order.
+//! what a burst grew is given back once the reader has caught up. The hot path is one
+//! uncontended lock on each side; writers that wait for room wait on a tokio [`Notify`], woken
+//! one per value read, in the order they started waiting.
 //!
 //! [`RealtimeSession`]: super::RealtimeSession
 //! [`RealtimeSessionHandle`]: super::RealtimeSessionHandle
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use tokio::sync::{Notify, Semaphore, TryAcquireError};
+use tokio::sync::Notify;
 
 /// Slots a drained queue keeps: enough for the usual one or two values in flight.
 const KEEP: usize = 4;
+/// A drained queue with more slots than this gives them back. Below it, a reader that keeps
+/// catching up with a fast writer would otherwise free and regrow the same few slots over and
+/// over.
+const SHRINK_ABOVE: usize = 32;
 
 struct State<T> {
     queue: VecDeque<T>,
+    capacity: usize,
     senders: usize,
     receiver_alive: bool,
     /// The reader, waiting for a value.
     receiver: Option<Waker>,
+    /// Writers waiting for room.
+    waiting: usize,
 }
 
 struct Shared<T> {
     state: Mutex<State<T>>,
-    /// Free slots; closed when the reader goes away.
-    room: Semaphore,
+    /// Told, once per value read, while writers wait for room; told all when the reader goes.
+    room: Notify,
     /// Told when the reader goes away.
     gone: Notify,
 }
@@ -41,21 +50,6 @@ impl<T> Shared<T> {
         // Nothing panics while holding the lock; a poisoned state is still consistent.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    /// Queues `value` in a slot already taken from `room`.
-    fn push(&self, value: T) -> Result<(), T> {
-        let mut state = self.lock();
-        if !state.receiver_alive {
-            return Err(value);
-        }
-        state.queue.push_back(value);
-        let waker = state.receiver.take();
-        drop(state);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-        Ok(())
-    }
 }
 
 /// A queue of at most `capacity` values.
@@ -63,11 +57,13 @@ pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             queue: VecDeque::new(),
+            capacity: capacity.max(1),
             senders: 1,
             receiver_alive: true,
             receiver: None,
+            waiting: 0,
         }),
-        room: Semaphore::new(capacity.clamp(1, Semaphore::MAX_PERMITS)),
+        room: Notify::new(),
         gone: Notify::new(),
     });
     (Sender(shared.clone()), Receiver(shared))
@@ -81,6 +77,13 @@ pub(crate) enum TrySendError<T> {
     Closed,
 }
 
+/// What [`Sender::offer`] did with a value.
+enum Offer<T> {
+    Queued,
+    Full(T),
+    Closed(T),
+}
+
 /// A writing end; clones write to the same queue.
 pub(crate) struct Sender<T>(Arc<Shared<T>>);
 
@@ -89,37 +92,91 @@ impl<T> Sender<T> {
     // The value comes back when the queue is full, as with `mpsc::Sender::try_send`.
     #[allow(clippy::result_large_err)]
     pub(crate) fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        match self.0.room.try_acquire() {
-            Ok(permit) => permit.forget(),
-            Err(TryAcquireError::NoPermits) => return Err(TrySendError::Full(value)),
-            Err(TryAcquireError::Closed) => return Err(TrySendError::Closed),
+        match self.offer(value, false) {
+            Offer::Queued => Ok(()),
+            Offer::Full(value) => Err(TrySendError::Full(value)),
+            Offer::Closed(_) => Err(TrySendError::Closed),
         }
-        self.0.push(value).map_err(|_| TrySendError::Closed)
+    }
+
+    /// Queues `value` if it can; when the queue is full and `wait` is set, counts the caller
+    /// as waiting for room (it then waits in [`wait_for_room`](Self::wait_for_room)).
+    fn offer(&self, value: T, wait: bool) -> Offer<T> {
+        let mut state = self.0.lock();
+        if !state.receiver_alive {
+            return Offer::Closed(value);
+        }
+        if state.queue.len() >= state.capacity {
+            state.waiting += usize::from(wait);
+            return Offer::Full(value);
+        }
+        state.queue.push_back(value);
+        let waker = state.receiver.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Offer::Queued
+    }
+
+    /// Waits on `room` (enabled before the caller looked), then stops counting as waiting,
+    /// also when the wait is dropped half-way (a `send` in a `select!` that lost).
+    async fn wait_for_room(&self, notified: Pin<&mut tokio::sync::futures::Notified<'_>>) {
+        struct Waiting<'a, T>(&'a Shared<T>);
+        impl<T> Drop for Waiting<'_, T> {
+            fn drop(&mut self) {
+                self.0.lock().waiting -= 1;
+            }
+        }
+        let _waiting = Waiting(&self.0);
+        notified.await;
     }
 
     /// Queues `value`, waiting for room; gives it back if the reader is gone.
-    pub(crate) async fn send(&self, value: T) -> Result<(), T> {
-        match self.0.room.acquire().await {
-            Ok(permit) => permit.forget(),
-            Err(_) => return Err(value),
+    pub(crate) async fn send(&self, mut value: T) -> Result<(), T> {
+        loop {
+            let notified = self.0.room.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before looking, so that room made in between is not missed.
+            notified.as_mut().enable();
+            match self.offer(value, true) {
+                Offer::Queued => return Ok(()),
+                Offer::Full(back) => value = back,
+                Offer::Closed(back) => return Err(back),
+            }
+            self.wait_for_room(notified).await;
         }
-        self.0.push(value)
     }
 
     /// Waits for room: `true` when there is some (for this writer's next
     /// [`try_send`](Self::try_send) if it is the only one), `false` when the reader is gone.
     pub(crate) async fn room(&self) -> bool {
-        self.0.room.acquire().await.is_ok()
+        loop {
+            let notified = self.0.room.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut state = self.0.lock();
+                if !state.receiver_alive {
+                    return false;
+                }
+                if state.queue.len() < state.capacity {
+                    return true;
+                }
+                state.waiting += 1;
+            }
+            self.wait_for_room(notified).await;
+        }
     }
 
     /// Whether the reader is gone.
     pub(crate) fn is_closed(&self) -> bool {
-        self.0.room.is_closed()
+        !self.0.lock().receiver_alive
     }
 
     /// Resolves once the reader is gone.
     pub(crate) async fn closed(&self) {
-        Gone(self.0.clone()).wait().await;
+        self.gone().wait().await;
     }
 
     /// Something to wait on for the reader going away, that does not count as a writer.
@@ -127,7 +184,6 @@ impl<T> Sender<T> {
         Gone(self.0.clone())
     }
 }
-
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Self {
         self.0.lock().senders += 1;
@@ -167,7 +223,7 @@ impl<T> Gone<T> {
         let mut notified = std::pin::pin!(notified);
         // Registered before looking, so that a reader leaving in between is not missed.
         notified.as_mut().enable();
-        if self.0.room.is_closed() {
+        if !self.0.lock().receiver_alive {
             return;
         }
         notified.await;
@@ -183,12 +239,15 @@ impl<T> Receiver<T> {
         let mut state = self.0.lock();
         match state.queue.pop_front() {
             Some(value) => {
-                if state.queue.is_empty() && state.queue.capacity() > KEEP {
+                if state.queue.is_empty() && state.queue.capacity() > SHRINK_ABOVE {
                     // Caught up after a burst: give its memory back.
                     state.queue.shrink_to(KEEP);
                 }
+                let waiting = state.waiting > 0;
                 drop(state);
-                self.0.room.add_permits(1);
+                if waiting {
+                    self.0.room.notify_one();
+                }
                 Poll::Ready(Some(value))
             }
             None if state.senders == 0 => Poll::Ready(None),
@@ -211,7 +270,7 @@ impl<T> Drop for Receiver<T> {
         let values = std::mem::take(&mut state.queue);
         drop(state);
         drop(values);
-        self.0.room.close();
+        self.0.room.notify_waiters();
         self.0.gone.notify_waiters();
     }
 }
@@ -290,6 +349,16 @@ mod tests {
         assert!(tx.is_closed());
         assert!(matches!(tx.try_send(3), Err(TrySendError::Closed)));
         tx.closed().await;
+    }
+
+    #[tokio::test]
+    async fn a_send_dropped_while_waiting_stops_counting_as_waiting() {
+        let (tx, mut rx) = channel(1);
+        assert!(tx.try_send(1).is_ok());
+        assert!(tx.send(2).now_or_never().is_none(), "full: waits, then is dropped");
+        assert_eq!(tx.0.lock().waiting, 0);
+        assert_eq!(recv(&mut rx).await, Some(1));
+        assert!(tx.try_send(3).is_ok());
     }
 
     #[tokio::test]
