@@ -355,7 +355,10 @@ mod tests {
     async fn a_send_dropped_while_waiting_stops_counting_as_waiting() {
         let (tx, mut rx) = channel(1);
         assert!(tx.try_send(1).is_ok());
-        assert!(tx.send(2).now_or_never().is_none(), "full: waits, then is dropped");
+        assert!(
+            tx.send(2).now_or_never().is_none(),
+            "full: waits, then is dropped"
+        );
         assert_eq!(tx.0.lock().waiting, 0);
         assert_eq!(recv(&mut rx).await, Some(1));
         assert!(tx.try_send(3).is_ok());

@@ -535,14 +535,6 @@ impl Driver {
     }
 
     async fn emit(&mut self, event: RealtimeSessionEvent) {
-        if let Some(event) = self.try_emit(event) {
-            self.emit_when_room(event).await;
-        }
-    }
-
-    /// [`emit`](Self::emit) without waiting: the event back if the queue is full. Not async,
-    /// so that the futures of everything that emits stay small.
-    fn try_emit(&mut self, event: RealtimeSessionEvent) -> Option<RealtimeSessionEvent> {
         let event = match event {
             RealtimeSessionEvent::Error { error } => RealtimeSessionEvent::Error {
                 error: self.redact(error),
@@ -552,20 +544,13 @@ impl Driver {
         self.turns.observe(&event);
         if !self.tail.is_empty() {
             // Once events go to the tail, all later ones do, to keep the order.
-            self.tail.push_back(event);
-            return None;
+            return self.tail.push_back(event);
         }
         match self.events.try_send(event) {
-            Ok(()) => None,
-            Err(TrySendError::Closed) => {
-                self.stopped = true;
-                None
-            }
-            Err(TrySendError::Full(event)) if self.ending => {
-                self.tail.push_back(event);
-                None
-            }
-            Err(TrySendError::Full(event)) => Some(event),
+            Ok(()) => {}
+            Err(TrySendError::Closed) => self.stopped = true,
+            Err(TrySendError::Full(event)) if self.ending => self.tail.push_back(event),
+            Err(TrySendError::Full(event)) => self.emit_when_room(event).await,
         }
     }
 
@@ -775,32 +760,6 @@ impl Driver {
     }
 
     async fn on_command(&mut self, command: Command) {
-        // Microphone audio (most commands) inline; the rest in `on_other_command`.
-        match command {
-            Command::Model(ModelCommand::Audio {
-                audio,
-                commit: false,
-            }) => {
-                if self.shared.config.input_audio_batch.is_zero() {
-                    self.send(ModelCommand::Audio {
-                        audio,
-                        commit: false,
-                    })
-                    .await
-                } else {
-                    self.batch_audio(audio, false).await
-                }
-            }
-            other => self.on_other_command(other).await,
-        }
-    }
-
-    /// Every command but uncommitted microphone audio: boxed, like `on_turn_event`.
-    fn on_other_command(&mut self, command: Command) -> BoxFuture<'_, ()> {
-        Box::pin(self.on_any_command(command))
-    }
-
-    async fn on_any_command(&mut self, command: Command) {
         match &command {
             Command::Model(ModelCommand::UserMessage { respond: true, .. }) => {
                 self.begin_turn(TurnCause::Message).await;
@@ -951,8 +910,92 @@ impl Driver {
                 return;
             }
         }
-        // The events that stream (audio, transcripts) inline; the rest in `on_turn_event`.
         match event {
+            ModelEvent::Raw(raw) => {
+                if self.shared.config.raw_events {
+                    self.emit(E::Raw(raw)).await;
+                }
+            }
+            ModelEvent::SessionUpdated {
+                output_format,
+                server_interrupts,
+            } => {
+                self.output_format = output_format;
+                self.server_interrupts = server_interrupts;
+                self.caps = self.conn.capabilities();
+            }
+            ModelEvent::ResponseStarted { response_id } => {
+                if let Some(previous) = self.active_response.take() {
+                    let error = Error::Contract(format!(
+                        "response `{response_id}` started before response `{previous}` ended"
+                    ));
+                    self.emit(E::Error { error }).await;
+                    self.agent_end(previous, ResponseEnd::Incomplete, None)
+                        .await;
+                }
+                let turn = self.turn_response_started(&response_id).await;
+                self.turn_span = tracing::info_span!(parent: &turn, "response", response_id = %response_id, agent = %self.agent.name());
+                self.turn_span
+                    .in_scope(|| tracing::debug!("response started"));
+                self.active_response = Some(response_id.clone());
+                let agent = self.agent.clone();
+                self.response_agent = Some(agent.clone());
+                self.agent_start(&agent, response_id).await;
+            }
+            ModelEvent::ResponseDone {
+                response_id,
+                status,
+                usage,
+            } => {
+                self.turn_span
+                    .in_scope(|| tracing::debug!(?status, "response done"));
+                let started = self.active_response.as_deref() == Some(response_id.as_str());
+                if started {
+                    self.active_response = None;
+                }
+                if let Some(usage) = usage {
+                    self.usage += usage;
+                    let total = self.usage;
+                    self.emit(E::Usage {
+                        response: usage,
+                        total,
+                    })
+                    .await;
+                }
+                if self.guard.response_id == response_id && self.check_guardrails(true) {
+                    self.release_held(u64::MAX).await;
+                }
+                if started {
+                    let how = match status {
+                        ResponseStatus::Cancelled
+                            if self.interrupted_response.as_deref() == Some(&response_id) =>
+                        {
+                            ResponseEnd::Interrupted
+                        }
+                        ResponseStatus::Cancelled => ResponseEnd::Cancelled,
+                        ResponseStatus::Incomplete => ResponseEnd::Incomplete,
+                        ResponseStatus::Failed => ResponseEnd::Failed,
+                        _ => ResponseEnd::Completed,
+                    };
+                    self.agent_end(response_id.clone(), how, usage).await;
+                } else {
+                    let error = Error::Contract(format!(
+                        "response `{response_id}` ended, but it never started (no ResponseStarted)"
+                    ));
+                    self.emit(E::Error { error }).await;
+                }
+                if let Some(error) = self.shared.config.budget_exceeded(&self.usage) {
+                    // Over budget: no further response is asked for; the session ends.
+                    return self.close(Some(error), true).await;
+                }
+                self.batches
+                    .entry(response_id.clone())
+                    .or_default()
+                    .response_done = true;
+                self.respond_if_batch_complete(&response_id).await;
+                self.end_idle_turns().await;
+                self.turn_span = tracing::Span::none();
+            }
             ModelEvent::Audio {
                 response_id,
                 item_id,
@@ -970,6 +1013,18 @@ impl Driver {
                 };
                 if let Some(event) = self.hold(event) {
                     self.deliver_audio(event).await;
+                }
+            }
+            ModelEvent::AudioDone {
+                item_id,
+                content_index,
+            } => {
+                let event = E::AudioEnd {
+                    item_id,
+                    content_index,
+                };
+                if let Some(event) = self.hold(event) {
+                    self.emit(event).await;
                 }
             }
             ModelEvent::TranscriptDelta {
@@ -993,232 +1048,122 @@ impl Driver {
                 })
                 .await;
             }
-            other => self.on_turn_event(other).await,
-        }
-    }
-
-    /// Every other server event: per turn rather than per chunk, so boxed (allocated when one
-    /// comes) rather than making every session's task carry the room of its largest state.
-    fn on_turn_event(&mut self, event: ModelEvent) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            use RealtimeSessionEvent as E;
-            match event {
-                // Handled by `on_model_event`.
-                ModelEvent::Audio { .. } | ModelEvent::TranscriptDelta { .. } => {}
-                ModelEvent::Raw(raw) => {
-                    if self.shared.config.raw_events {
-                        self.emit(E::Raw(raw)).await;
-                    }
-                }
-                ModelEvent::SessionUpdated {
-                    output_format,
-                    server_interrupts,
-                } => {
-                    self.output_format = output_format;
-                    self.server_interrupts = server_interrupts;
-                    self.caps = self.conn.capabilities();
-                }
-                ModelEvent::ResponseStarted { response_id } => {
-                    if let Some(previous) = self.active_response.take() {
-                        let error = Error::Contract(format!(
-                            "response `{response_id}` started before response `{previous}` ended"
-                        ));
-                        self.emit(E::Error { error }).await;
-                        self.agent_end(previous, ResponseEnd::Incomplete, None)
-                            .await;
-                    }
-                    let turn = self.turn_response_started(&response_id).await;
-                    self.turn_span = tracing::info_span!(parent: &turn, "response", response_id = %response_id, agent = %self.agent.name());
-                    self.turn_span
-                        .in_scope(|| tracing::debug!("response started"));
-                    self.active_response = Some(response_id.clone());
-                    let agent = self.agent.clone();
-                    self.response_agent = Some(agent.clone());
-                    self.agent_start(&agent, response_id).await;
-                }
-                ModelEvent::ResponseDone {
-                    response_id,
-                    status,
-                    usage,
-                } => {
-                    self.turn_span
-                        .in_scope(|| tracing::debug!(?status, "response done"));
-                    let started = self.active_response.as_deref() == Some(response_id.as_str());
-                    if started {
-                        self.active_response = None;
-                    }
-                    if let Some(usage) = usage {
-                        self.usage += usage;
-                        let total = self.usage;
-                        self.emit(E::Usage {
-                            response: usage,
-                            total,
-                        })
-                        .await;
-                    }
-                    if self.guard.response_id == response_id && self.check_guardrails(true) {
-                        self.release_held(u64::MAX).await;
-                    }
-                    if started {
-                        let how = match status {
-                            ResponseStatus::Cancelled
-                                if self.interrupted_response.as_deref() == Some(&response_id) =>
-                            {
-                                ResponseEnd::Interrupted
-                            }
-                            ResponseStatus::Cancelled => ResponseEnd::Cancelled,
-                            ResponseStatus::Incomplete => ResponseEnd::Incomplete,
-                            ResponseStatus::Failed => ResponseEnd::Failed,
-                            _ => ResponseEnd::Completed,
-                        };
-                        self.agent_end(response_id.clone(), how, usage).await;
-                    } else {
-                        let error = Error::Contract(format!(
-                            "response `{response_id}` ended, but it never started (no ResponseStarted)"
-                        ));
-                        self.emit(E::Error { error }).await;
-                    }
-                    if let Some(error) = self.shared.config.budget_exceeded(&self.usage) {
-                        // Over budget: no further response is asked for; the session ends.
-                        return self.close(Some(error), true).await;
-                    }
-                    self.batches
-                        .entry(response_id.clone())
-                        .or_default()
-                        .response_done = true;
-                    self.respond_if_batch_complete(&response_id).await;
-                    self.end_idle_turns().await;
-                    self.turn_span = tracing::Span::none();
-                }
-                ModelEvent::AudioDone {
-                    item_id,
-                    content_index,
-                } => {
-                    let event = E::AudioEnd {
-                        item_id,
-                        content_index,
-                    };
-                    if let Some(event) = self.hold(event) {
-                        self.emit(event).await;
-                    }
-                }
-                ModelEvent::InputTranscriptDelta {
+            ModelEvent::InputTranscriptDelta {
+                item_id,
+                content_index,
+                delta,
+            } => {
+                self.ensure_message(&item_id, Role::User).await;
+                self.history
+                    .append_transcript(&item_id, content_index, Role::User, &delta);
+                self.emit(E::TranscriptDelta {
+                    role: Role::User,
                     item_id,
                     content_index,
                     delta,
-                } => {
-                    self.ensure_message(&item_id, Role::User).await;
-                    self.history
-                        .append_transcript(&item_id, content_index, Role::User, &delta);
-                    self.emit(E::TranscriptDelta {
-                        role: Role::User,
-                        item_id,
-                        content_index,
-                        delta,
-                    })
-                    .await;
-                }
-                ModelEvent::InputTranscriptCompleted {
-                    item_id,
-                    content_index,
-                    transcript,
-                } => {
-                    self.ensure_message(&item_id, Role::User).await;
-                    self.history
-                        .set_transcript(&item_id, content_index, Role::User, &transcript);
-                    if let Some(item) = self.history.get(&item_id).cloned() {
-                        self.emit(E::HistoryUpdated { item }).await;
-                    }
-                    self.emit(E::UserTranscript {
-                        item_id,
-                        transcript,
-                    })
-                    .await;
-                }
-                ModelEvent::Item(item) => {
-                    if item.as_message().is_some_and(|m| m.role == Role::User) {
-                        self.turns.message_echoed();
-                    }
-                    let id = item.item_id().to_owned();
-                    if self.own_items.contains(&id) && self.history.get(&id).is_some() {
-                        // The server echoing an item this session created: already in history.
-                        return;
-                    }
-                    let change = self.history.upsert(item);
-                    if let Some(item) = self.history.get(&id).cloned() {
-                        let event = match change {
-                            Upsert::Added => E::HistoryAdded { item },
-                            Upsert::Updated => E::HistoryUpdated { item },
-                        };
-                        self.emit(event).await;
-                    }
-                }
-                ModelEvent::ItemDeleted { item_id } => {
-                    self.own_items.remove(&item_id);
-                    if self.history.remove(&item_id) {
-                        self.emit(E::HistoryDeleted { item_id }).await;
-                    }
-                }
-                ModelEvent::FunctionCall {
-                    call_id,
-                    name,
-                    arguments,
-                    item_id: _,
-                    response_id,
-                } => {
-                    let agent = self.agent.name().to_owned();
-                    self.turns
-                        .function_call(&agent, &response_id, &call_id, &name, &arguments);
-                    self.on_function_call(call_id, name, arguments, response_id)
-                        .await
-                }
-                ModelEvent::SpeechStarted {
-                    item_id,
-                    audio_start_ms,
-                } => {
-                    self.begin_turn(TurnCause::Speech).await;
-                    self.emit(E::InputSpeechStarted {
-                        item_id,
-                        audio_start_ms,
-                    })
-                    .await;
-                    if self.server_interrupts {
-                        // The server cancels its response itself; stop playback and truncate.
-                        self.interrupt(false).await;
-                    }
-                }
-                ModelEvent::SpeechStopped {
-                    item_id,
-                    audio_end_ms,
-                } => {
-                    self.emit(E::InputSpeechStopped {
-                        item_id,
-                        audio_end_ms,
-                    })
-                    .await;
-                    self.turn_speech_stopped().await;
-                    self.end_idle_turns().await;
-                }
-                ModelEvent::InputAudioTimeout {
-                    item_id,
-                    audio_start_ms,
-                    audio_end_ms,
-                } => {
-                    self.emit(E::InputAudioTimeout {
-                        item_id,
-                        audio_start_ms,
-                        audio_end_ms,
-                    })
-                    .await
-                }
-                ModelEvent::Error(error) => {
-                    let error = self.redact(error);
-                    tracing::warn!(%error, "model error");
-                    self.emit(E::Error { error }).await
-                }
-                ModelEvent::Closed { error } => self.on_connection_lost(error).await,
+                })
+                .await;
             }
-        })
+            ModelEvent::InputTranscriptCompleted {
+                item_id,
+                content_index,
+                transcript,
+            } => {
+                self.ensure_message(&item_id, Role::User).await;
+                self.history
+                    .set_transcript(&item_id, content_index, Role::User, &transcript);
+                if let Some(item) = self.history.get(&item_id).cloned() {
+                    self.emit(E::HistoryUpdated { item }).await;
+                }
+                self.emit(E::UserTranscript {
+                    item_id,
+                    transcript,
+                })
+                .await;
+            }
+            ModelEvent::Item(item) => {
+                if item.as_message().is_some_and(|m| m.role == Role::User) {
+                    self.turns.message_echoed();
+                }
+                let id = item.item_id().to_owned();
+                if self.own_items.contains(&id) && self.history.get(&id).is_some() {
+                    // The server echoing an item this session created: already in history.
+                    return;
+                }
+                let change = self.history.upsert(item);
+                if let Some(item) = self.history.get(&id).cloned() {
+                    let event = match change {
+                        Upsert::Added => E::HistoryAdded { item },
+                        Upsert::Updated => E::HistoryUpdated { item },
+                    };
+                    self.emit(event).await;
+                }
+            }
+            ModelEvent::ItemDeleted { item_id } => {
+                self.own_items.remove(&item_id);
+                if self.history.remove(&item_id) {
+                    self.emit(E::HistoryDeleted { item_id }).await;
+                }
+            }
+            ModelEvent::FunctionCall {
+                call_id,
+                name,
+                arguments,
+                item_id: _,
+                response_id,
+            } => {
+                let agent = self.agent.name().to_owned();
+                self.turns
+                    .function_call(&agent, &response_id, &call_id, &name, &arguments);
+                self.on_function_call(call_id, name, arguments, response_id)
+                    .await
+            }
+            ModelEvent::SpeechStarted {
+                item_id,
+                audio_start_ms,
+            } => {
+                self.begin_turn(TurnCause::Speech).await;
+                self.emit(E::InputSpeechStarted {
+                    item_id,
+                    audio_start_ms,
+                })
+                .await;
+                if self.server_interrupts {
+                    // The server cancels its response itself; stop playback and truncate.
+                    self.interrupt(false).await;
+                }
+            }
+            ModelEvent::SpeechStopped {
+                item_id,
+                audio_end_ms,
+            } => {
+                self.emit(E::InputSpeechStopped {
+                    item_id,
+                    audio_end_ms,
+                })
+                .await;
+                self.turn_speech_stopped().await;
+                self.end_idle_turns().await;
+            }
+            ModelEvent::InputAudioTimeout {
+                item_id,
+                audio_start_ms,
+                audio_end_ms,
+            } => {
+                self.emit(E::InputAudioTimeout {
+                    item_id,
+                    audio_start_ms,
+                    audio_end_ms,
+                })
+                .await
+            }
+            ModelEvent::Error(error) => {
+                let error = self.redact(error);
+                tracing::warn!(%error, "model error");
+                self.emit(E::Error { error }).await
+            }
+            ModelEvent::Closed { error } => self.on_connection_lost(error).await,
+        }
     }
 
     /// Hands audio to the application and records it as playing.
