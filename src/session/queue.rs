@@ -4,8 +4,8 @@
 //!
 //! A tokio `mpsc` channel would do, but it allocates a block of 32 slots for every channel up
 //! front (5 KiB for events, 2 KiB for commands) and keeps it for the session's life. These
-//! queues hold what is waiting and nothing more: an idle session holds no queue memory, and
-//! what a burst grew is given back once the reader has caught up. The hot path is one
+//! queues grow with what is waiting: a new session holds no queue memory, and a burst that grew
+//! a queue past 32 slots gives them back once the reader has caught up. The hot path is one
 //! uncontended lock on each side; writers that wait for room wait on a tokio [`Notify`], woken
 //! one per value read, in the order they started waiting.
 //!
