@@ -92,23 +92,21 @@ fn parse_args() -> Result<Args, String> {
         url: None,
         serve: false,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
-        let bad = |name: &str, e: &dyn std::fmt::Display| format!("bad {name}: {e}");
+    let mut flags = measure::Flags::new();
+    while let Some(arg) = flags.next_flag() {
         match arg.as_str() {
             "--sessions" => {
-                args.sessions = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?;
+                args.sessions = flags.value(&arg)?;
             }
-            "--seconds" => args.seconds = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
-            "--warmup" => args.warmup = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
-            "--workers" => args.workers = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
-            "--batch-ms" => args.batch_ms = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
+            "--seconds" => args.seconds = flags.value(&arg)?,
+            "--warmup" => args.warmup = flags.value(&arg)?,
+            "--workers" => args.workers = flags.value(&arg)?,
+            "--batch-ms" => args.batch_ms = flags.value(&arg)?,
             "--coalesce-ms" => {
-                args.coalesce_ms = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?;
+                args.coalesce_ms = flags.value(&arg)?;
             }
             "--in-process" => args.in_process = true,
-            "--url" => args.url = Some(value(&arg)?),
+            "--url" => args.url = Some(flags.value(&arg)?),
             "--serve" => args.serve = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),

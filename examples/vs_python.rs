@@ -101,29 +101,27 @@ fn parse_args() -> Result<Args, String> {
         write_pcm: None,
         serve: false,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
-        let bad = |name: &str, e: &dyn std::fmt::Display| format!("bad {name}: {e}");
+    let mut flags = measure::Flags::new();
+    while let Some(arg) = flags.next_flag() {
         match arg.as_str() {
-            "--sessions" => args.sessions = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
-            "--seconds" => args.seconds = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
-            "--warmup" => args.warmup = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
-            "--rounds" => args.rounds = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?,
+            "--sessions" => args.sessions = flags.value(&arg)?,
+            "--seconds" => args.seconds = flags.value(&arg)?,
+            "--warmup" => args.warmup = flags.value(&arg)?,
+            "--rounds" => args.rounds = flags.value(&arg)?,
             "--rust-workers" => {
-                args.rust_workers = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?;
+                args.rust_workers = flags.value(&arg)?;
             }
             "--coalesce-ms" => {
-                args.coalesce_ms = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?;
+                args.coalesce_ms = flags.value(&arg)?;
             }
-            "--python" => args.python = PathBuf::from(value(&arg)?),
+            "--python" => args.python = flags.value(&arg)?,
             "--python-procs" => {
-                args.python_procs = value(&arg)?.parse().map_err(|e| bad(&arg, &e))?;
+                args.python_procs = flags.value(&arg)?;
             }
             "--min-ratio" => {
-                args.min_ratio = Some(value(&arg)?.parse().map_err(|e| bad(&arg, &e))?);
+                args.min_ratio = Some(flags.value(&arg)?);
             }
-            "--write-pcm" => args.write_pcm = Some(PathBuf::from(value(&arg)?)),
+            "--write-pcm" => args.write_pcm = Some(flags.value(&arg)?),
             "--serve" => args.serve = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),

@@ -129,6 +129,32 @@ pub fn pid_cpu(pid: u32) -> Option<f64> {
     Some((u + s) / tick)
 }
 
+/// The command line after the program's name, for the harnesses' flag parsers.
+pub struct Flags(std::iter::Skip<std::env::Args>);
+
+impl Flags {
+    pub fn new() -> Self {
+        Self(std::env::args().skip(1))
+    }
+
+    /// The next flag (or switch).
+    pub fn next_flag(&mut self) -> Option<String> {
+        self.0.next()
+    }
+
+    /// The value that follows `flag`, parsed.
+    pub fn value<T: std::str::FromStr>(&mut self, flag: &str) -> Result<T, String>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let raw = self
+            .0
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value"))?;
+        raw.parse().map_err(|e| format!("bad {flag}: {e}"))
+    }
+}
+
 /// The parsed arguments, or exits: with the usage on `--help` (an empty error), with the error
 /// and the usage (exit code 2) on a bad argument.
 pub fn args_or_exit<T>(parsed: Result<T, String>, usage: &str) -> T {
