@@ -403,18 +403,17 @@ impl Driver {
     }
 
     /// Ends the session for a reason from outside the connection.
-    fn end(&mut self, step: Step) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            match step {
-                Step::Close => self.close(None, true).await,
-                Step::Cancelled => self.close(Some(self.cancelled_error()), true).await,
-                Step::TimedOut => {
-                    let limit = self.shared.config.max_duration.unwrap_or_default();
-                    let error = Error::Timeout(format!("the session reached its {limit:?} limit"));
-                    self.close(Some(error), true).await
-                }
+    async fn end(&mut self, step: Step) {
+        // `close` is boxed: this future stays small without a box of its own.
+        match step {
+            Step::Close => self.close(None, true).await,
+            Step::Cancelled => self.close(Some(self.cancelled_error()), true).await,
+            Step::TimedOut => {
+                let limit = self.shared.config.max_duration.unwrap_or_default();
+                let error = Error::Timeout(format!("the session reached its {limit:?} limit"));
+                self.close(Some(error), true).await
             }
-        })
+        }
     }
 
     fn cancelled_error(&self) -> Error {
