@@ -48,6 +48,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -141,7 +142,9 @@ impl ModelPrices {
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PriceTable {
-    models: BTreeMap<String, ModelPrices>,
+    /// Shared: every session keeps its runner's table, and copies would cost each one about a
+    /// kilobyte and a half.
+    models: Arc<BTreeMap<String, ModelPrices>>,
 }
 
 impl Default for PriceTable {
@@ -172,14 +175,14 @@ impl PriceTable {
     /// A table with no entries.
     pub fn empty() -> Self {
         Self {
-            models: BTreeMap::new(),
+            models: Arc::default(),
         }
     }
 
     /// Sets the prices of `model` (replacing the built-in ones, if any).
     #[must_use]
     pub fn with(mut self, model: impl Into<String>, prices: ModelPrices) -> Self {
-        self.models.insert(model.into(), prices);
+        Arc::make_mut(&mut self.models).insert(model.into(), prices);
         self
     }
 
