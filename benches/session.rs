@@ -41,11 +41,13 @@ fn pcm_chunk() -> Vec<u8> {
         .collect()
 }
 
+/// In the order the API (and the simulator) sends its fields: `type` first. (`json!` would sort
+/// the keys and put it last.)
 fn audio_delta_frame() -> String {
-    json!({"type": "response.output_audio.delta", "event_id": "event_4711", "response_id": "resp_12",
-           "item_id": "item_34", "output_index": 0, "content_index": 0,
-           "delta": base64::engine::general_purpose::STANDARD.encode(pcm_chunk())})
-    .to_string()
+    let delta = base64::engine::general_purpose::STANDARD.encode(pcm_chunk());
+    format!(
+        r#"{{"type":"response.output_audio.delta","event_id":"event_4711","response_id":"resp_12","item_id":"item_34","output_index":0,"content_index":0,"delta":"{delta}"}}"#
+    )
 }
 
 fn transcript_delta_frame() -> String {

@@ -240,6 +240,7 @@ pub mod bench {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ModelEvent;
 
     #[test]
     fn endpoint_adds_model_or_call_id() {
@@ -274,6 +275,64 @@ mod tests {
             name(builder().url(url).build()).as_deref(),
             Some("gpt-realtime-2")
         );
+    }
+
+    /// The events one server frame gives, raw frame left out.
+    fn decoded(frame: &str) -> Vec<String> {
+        let mut events = Vec::new();
+        bench::Wire::new().decode(frame.into(), &mut events);
+        assert!(
+            matches!(events.first(), Some(ModelEvent::Raw(_))),
+            "{events:?}"
+        );
+        events[1..].iter().map(|e| format!("{e:?}")).collect()
+    }
+
+    #[test]
+    fn audio_deltas_read_in_one_pass_decode_as_any_frame_does() {
+        let fields = r#""event_id":"e1","response_id":"r1","item_id":"i1","output_index":0,"content_index":2,"delta":"AAECAw==""#;
+        // The server's order takes the one-pass way; `type` last takes the general one.
+        let fast = decoded(&format!(
+            r#"{{"type":"response.output_audio.delta",{fields}}}"#
+        ));
+        let general = decoded(&format!(
+            r#"{{{fields},"type":"response.output_audio.delta"}}"#
+        ));
+        assert_eq!(fast, general);
+        assert!(fast[0].starts_with("Audio {"), "{fast:?}");
+        assert!(
+            fast[0].contains("data: b\"\\0\\x01\\x02\\x03\""),
+            "{fast:?}"
+        );
+
+        // Frames that start like one but are not: each says what the general way says.
+        for (frame, says) in [
+            (
+                format!(r#"{{"type":"response.output_audio.delta","type":"x",{fields}}}"#),
+                "duplicate field `type`",
+            ),
+            (
+                r#"{"type":"response.output_audio.delta","event_id":7,"response_id":"r1","item_id":"i1","output_index":0,"content_index":0,"delta":""}"#.to_owned(),
+                "invalid type: integer `7`",
+            ),
+            (
+                r#"{"type":"response.output_audio.delta","response_id":"r1","item_id":"i1","output_index":0,"content_index":0}"#.to_owned(),
+                "missing field `delta`",
+            ),
+            (
+                format!(r#"{{"type":"response.output_audio.delta",{fields}}} trailing"#),
+                "trailing characters",
+            ),
+        ] {
+            let events = decoded(&frame);
+            assert_eq!(events.len(), 1, "{frame}: {events:?}");
+            assert!(events[0].starts_with("Error(") && events[0].contains(says), "{frame}: {events:?}");
+        }
+        // A longer type with the same start is another event.
+        let other = decoded(&format!(
+            r#"{{"type":"response.output_audio.delta_2",{fields}}}"#
+        ));
+        assert!(other.iter().all(|e| !e.starts_with("Audio {")), "{other:?}");
     }
 
     #[test]
