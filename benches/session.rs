@@ -50,10 +50,9 @@ fn audio_delta_frame() -> String {
     )
 }
 
+/// In the API's field order, as [`audio_delta_frame`].
 fn transcript_delta_frame() -> String {
-    json!({"type": "response.output_audio_transcript.delta", "event_id": "event_4712", "response_id": "resp_12",
-           "item_id": "item_asst", "output_index": 0, "content_index": 0, "delta": " word"})
-    .to_string()
+    r#"{"type":"response.output_audio_transcript.delta","event_id":"event_4712","response_id":"resp_12","item_id":"item_asst","output_index":0,"content_index":0,"delta":" word"}"#.to_owned()
 }
 
 /// A Live `session.output_audio.delta` of `ms` milliseconds (no ids, as on the real API).

@@ -289,6 +289,26 @@ mod tests {
     }
 
     #[test]
+    fn transcript_and_text_deltas_read_in_one_pass_decode_as_any_frame_does() {
+        let fields = r#""event_id":"e1","response_id":"r1","item_id":"i1","output_index":0,"content_index":1,"delta":" w\u00f6rd \"q\"""#;
+        for t in [
+            "response.output_audio_transcript.delta",
+            "response.output_text.delta",
+        ] {
+            let fast = decoded(&format!(r#"{{"type":"{t}",{fields}}}"#));
+            let general = decoded(&format!(r#"{{{fields},"type":"{t}"}}"#));
+            assert_eq!(fast, general);
+            assert!(fast[0].starts_with("TranscriptDelta {"), "{fast:?}");
+            assert!(fast[0].contains(r#"delta: " wörd \"q\"""#), "{fast:?}");
+            let duplicate = decoded(&format!(r#"{{"type":"{t}","type":"x",{fields}}}"#));
+            assert!(
+                duplicate[0].contains("duplicate field `type`"),
+                "{duplicate:?}"
+            );
+        }
+    }
+
+    #[test]
     fn audio_deltas_read_in_one_pass_decode_as_any_frame_does() {
         let fields = r#""event_id":"e1","response_id":"r1","item_id":"i1","output_index":0,"content_index":2,"delta":"AAECAw==""#;
         // The server's order takes the one-pass way; `type` last takes the general one.

@@ -539,13 +539,21 @@ impl WireProtocol for Protocol {
     }
 
     fn on_text(&mut self, text: Utf8Bytes, q: &mut Queues) {
-        if let Some(frame) = AudioDeltaFrame::parse(&text) {
-            let event = self.audio_delta(
-                &frame.response_id,
-                &frame.item_id,
-                frame.content_index,
-                &frame.delta,
-            );
+        if let Some((kind, frame)) = DeltaFrame::parse(&text) {
+            let event = match kind {
+                DeltaKind::Audio => self.audio_delta(
+                    &frame.response_id,
+                    &frame.item_id,
+                    frame.content_index,
+                    &frame.delta,
+                ),
+                DeltaKind::Transcript => Some(ModelEvent::TranscriptDelta {
+                    response_id: frame.response_id.into_owned(),
+                    item_id: frame.item_id.into_owned(),
+                    content_index: frame.content_index,
+                    delta: frame.delta.into_owned(),
+                }),
+            };
             q.event(ModelEvent::Raw(RawServerEvent::from(text)));
             q.events.extend(event);
             return;
@@ -562,15 +570,18 @@ impl WireProtocol for Protocol {
     }
 }
 
-/// `response.output_audio.delta`, the most frequent server event, borrowed from its frame.
+/// A streaming delta, the most frequent server events (`response.output_audio.delta`,
+/// `response.output_audio_transcript.delta`, `response.output_text.delta`), borrowed from its
+/// frame.
 ///
-/// Read in one pass and without copying its audio: the general way reads a frame twice (its
-/// `type`, then the typed event) and copies the base64 audio into the event's `String`. The
-/// fields and their rules are the typed event's ([`protocol::ResponseOutputAudioDeltaEvent`]),
-/// and a second `type` is refused as a duplicate field, so this reads exactly the frames the
-/// general way would; any other frame goes the general way, which says what is wrong with it.
+/// Read in one pass and without copying its text: the general way reads a frame twice (its
+/// `type`, then the typed event) and copies the delta (for audio, its base64) into the event's
+/// `String`. The fields and their rules are the typed events' (the three have the same ones,
+/// e.g. [`protocol::ResponseOutputAudioDeltaEvent`]), and a second `type` is refused as a
+/// duplicate field, so this reads exactly the frames the general way would; any other frame goes
+/// the general way, which says what is wrong with it.
 #[derive(Deserialize)]
-struct AudioDeltaFrame<'a> {
+struct DeltaFrame<'a> {
     #[serde(rename = "type", borrow)]
     event_type: Cow<'a, str>,
     #[serde(rename = "event_id", default, borrow)]
@@ -586,21 +597,36 @@ struct AudioDeltaFrame<'a> {
     delta: Cow<'a, str>,
 }
 
-impl<'a> AudioDeltaFrame<'a> {
-    const TYPE: &'static str = "response.output_audio.delta";
+/// What a [`DeltaFrame`] carries.
+#[derive(Clone, Copy)]
+enum DeltaKind {
+    Audio,
+    /// The assistant's transcript, or its text in a text-only response.
+    Transcript,
+}
 
-    /// The frame, if it is an audio delta that starts with its `type` (as the server sends
-    /// them) and decodes.
-    fn parse(text: &'a str) -> Option<Self> {
-        let tail = text
-            .strip_prefix(r#"{"type":""#)?
-            .strip_prefix(Self::TYPE)?;
-        if !tail.starts_with('"') {
-            return None;
-        }
+impl<'a> DeltaFrame<'a> {
+    const TYPES: [(&'static str, DeltaKind); 3] = [
+        ("response.output_audio.delta", DeltaKind::Audio),
+        (
+            "response.output_audio_transcript.delta",
+            DeltaKind::Transcript,
+        ),
+        ("response.output_text.delta", DeltaKind::Transcript),
+    ];
+
+    /// The frame, if it is a delta that starts with its `type` (as the server sends them) and
+    /// decodes.
+    fn parse(text: &'a str) -> Option<(DeltaKind, Self)> {
+        let rest = text.strip_prefix(r#"{"type":""#)?;
+        let (event_type, kind) = Self::TYPES.iter().find(|(event_type, _)| {
+            rest.strip_prefix(event_type)
+                .is_some_and(|tail| tail.starts_with('"'))
+        })?;
         serde_json::from_str::<Self>(text)
             .ok()
-            .filter(|frame| frame.event_type == Self::TYPE)
+            .filter(|frame| frame.event_type == *event_type)
+            .map(|frame| (*kind, frame))
     }
 }
 
