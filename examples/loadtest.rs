@@ -95,16 +95,12 @@ fn parse_args() -> Result<Args, String> {
     let mut flags = measure::Flags::new();
     while let Some(arg) = flags.next_flag() {
         match arg.as_str() {
-            "--sessions" => {
-                args.sessions = flags.value(&arg)?;
-            }
+            "--sessions" => args.sessions = flags.value(&arg)?,
             "--seconds" => args.seconds = flags.value(&arg)?,
             "--warmup" => args.warmup = flags.value(&arg)?,
             "--workers" => args.workers = flags.value(&arg)?,
             "--batch-ms" => args.batch_ms = flags.value(&arg)?,
-            "--coalesce-ms" => {
-                args.coalesce_ms = flags.value(&arg)?;
-            }
+            "--coalesce-ms" => args.coalesce_ms = flags.value(&arg)?,
             "--in-process" => args.in_process = true,
             "--url" => args.url = Some(flags.value(&arg)?),
             "--serve" => args.serve = true,

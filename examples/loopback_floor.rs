@@ -80,9 +80,7 @@ fn parse_args() -> Result<Args, String> {
             "--warmup" => args.warmup = flags.value(&arg)?,
             "--workers" => args.workers = flags.value(&arg)?,
             "--hops" => args.hops = true,
-            "--server-share" => {
-                args.server_share = flags.value(&arg)?;
-            }
+            "--server-share" => args.server_share = flags.value(&arg)?,
             "--serve" => args.serve = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),

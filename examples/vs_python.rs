@@ -108,19 +108,11 @@ fn parse_args() -> Result<Args, String> {
             "--seconds" => args.seconds = flags.value(&arg)?,
             "--warmup" => args.warmup = flags.value(&arg)?,
             "--rounds" => args.rounds = flags.value(&arg)?,
-            "--rust-workers" => {
-                args.rust_workers = flags.value(&arg)?;
-            }
-            "--coalesce-ms" => {
-                args.coalesce_ms = flags.value(&arg)?;
-            }
+            "--rust-workers" => args.rust_workers = flags.value(&arg)?,
+            "--coalesce-ms" => args.coalesce_ms = flags.value(&arg)?,
             "--python" => args.python = flags.value(&arg)?,
-            "--python-procs" => {
-                args.python_procs = flags.value(&arg)?;
-            }
-            "--min-ratio" => {
-                args.min_ratio = Some(flags.value(&arg)?);
-            }
+            "--python-procs" => args.python_procs = flags.value(&arg)?,
+            "--min-ratio" => args.min_ratio = Some(flags.value(&arg)?),
             "--write-pcm" => args.write_pcm = Some(flags.value(&arg)?),
             "--serve" => args.serve = true,
             "-h" | "--help" => return Err(String::new()),

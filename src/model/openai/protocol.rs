@@ -582,8 +582,9 @@ impl WireProtocol for Protocol {
 /// the general way, which says what is wrong with it.
 #[derive(Deserialize)]
 struct DeltaFrame<'a> {
+    /// Read only so that a second `type` is refused (what it holds, `parse` already checked).
     #[serde(rename = "type", borrow)]
-    event_type: Cow<'a, str>,
+    _type: Cow<'a, str>,
     #[serde(rename = "event_id", default, borrow)]
     _event_id: Cow<'a, str>,
     #[serde(borrow)]
@@ -619,14 +620,12 @@ impl<'a> DeltaFrame<'a> {
     /// decodes.
     fn parse(text: &'a str) -> Option<(DeltaKind, Self)> {
         let rest = text.strip_prefix(r#"{"type":""#)?;
-        let (event_type, kind) = Self::TYPES.iter().find(|(event_type, _)| {
+        let (_, kind) = Self::TYPES.iter().find(|(event_type, _)| {
             rest.strip_prefix(event_type)
                 .is_some_and(|tail| tail.starts_with('"'))
         })?;
-        serde_json::from_str::<Self>(text)
-            .ok()
-            .filter(|frame| frame.event_type == *event_type)
-            .map(|frame| (*kind, frame))
+        let frame = serde_json::from_str::<Self>(text).ok()?;
+        Some((*kind, frame))
     }
 }
 
@@ -764,6 +763,39 @@ fn wire_items(item: RealtimeItem) -> Vec<Item> {
                 items.push(Item::function_call_output(t.call_id, output));
             }
             items
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one-pass way is taken for what the server sends, and only for that (what either way
+    /// decodes to is compared in `openai::tests`).
+    #[test]
+    fn deltas_in_the_servers_order_take_the_one_pass_way() {
+        let fields = r#""event_id":"e","response_id":"r","item_id":"i","output_index":0,"content_index":0,"delta":"AAAA""#;
+        for (t, audio) in [
+            ("response.output_audio.delta", true),
+            ("response.output_audio_transcript.delta", false),
+            ("response.output_text.delta", false),
+        ] {
+            let server = format!(r#"{{"type":"{t}",{fields}}}"#);
+            let (kind, frame) = DeltaFrame::parse(&server).expect("one pass");
+            assert_eq!(matches!(kind, DeltaKind::Audio), audio, "{t}");
+            assert!(
+                matches!(frame.delta, Cow::Borrowed("AAAA")),
+                "borrowed from the frame"
+            );
+            for other in [
+                format!(r#"{{{fields},"type":"{t}"}}"#),
+                format!(r#"{{"type":"{t}x",{fields}}}"#),
+                format!(r#"{{"type":"{t}","type":"{t}",{fields}}}"#),
+                format!(r#"{{"type":"{t}",{fields}"#),
+            ] {
+                assert!(DeltaFrame::parse(&other).is_none(), "{other}");
+            }
         }
     }
 }
