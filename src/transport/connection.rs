@@ -12,11 +12,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::{Sink, Stream};
-use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::handshake::Socket;
 use super::open::Options;
+use super::websocket::{Frame, WsError};
 use crate::model::{Capabilities, ModelCommand, ModelEvent, RealtimeConnection};
 use crate::wake::Wakes;
 use crate::{Error, Result};
@@ -25,7 +25,7 @@ use crate::{Error, Result};
 /// connection should end.
 #[derive(Debug, Default)]
 pub(crate) struct Queues {
-    frames: VecDeque<Message>,
+    frames: VecDeque<String>,
     frame_bytes: usize,
     /// Events not yet returned by `poll_event`.
     pub(crate) events: VecDeque<ModelEvent>,
@@ -38,7 +38,7 @@ impl Queues {
     /// Queues a text frame.
     pub(crate) fn push_text(&mut self, text: String) {
         self.frame_bytes += text.len();
-        self.frames.push_back(Message::Text(text.into()));
+        self.frames.push_back(text);
     }
 
     /// Queues an event.
@@ -161,11 +161,11 @@ pub(crate) struct Connection<P> {
     pub(crate) q: Queues,
     keepalive: Option<KeepAlive>,
     max_send_queue: usize,
-    /// Frames were written but not yet flushed.
+    /// Frames were taken for writing but the socket has not taken (or flushed) all of them.
     flush_pending: bool,
     /// Whether the socket's read side woke since reading last came up empty: only then is a
-    /// read tried (an empty try still costs tungstenite a read attempt and a buffer to clear,
-    /// and the session polls the connection after every frame it sends).
+    /// read tried (an empty try still costs a system call, and the session polls the
+    /// connection after every frame it sends).
     read: Wakes<1>,
     closing: bool,
     /// Closing waits for the protocol's own closing handshake to end.
@@ -203,65 +203,45 @@ impl<P: WireProtocol> Connection<P> {
         }
     }
 
-    /// Writes queued messages until the socket pushes back.
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<(), tungstenite::Error> {
+    /// Writes queued frames until the socket pushes back; all frames queued together go out
+    /// in one write.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> std::io::Result<()> {
         self.proto.before_write(&mut self.q);
-        let mut wrote = false;
-        while !self.q.frames.is_empty() {
-            match Pin::new(&mut self.ws).poll_ready(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => return Ok(()),
-            }
-            let Some(message) = self.q.frames.pop_front() else {
-                break;
-            };
-            self.q.frame_bytes = self.q.frame_bytes.saturating_sub(message.len());
-            Pin::new(&mut self.ws).start_send(message)?;
-            wrote = true;
+        let q = &mut self.q;
+        let polled = self.ws.poll_send(cx, || {
+            let text = q.frames.pop_front()?;
+            q.frame_bytes = q.frame_bytes.saturating_sub(text.len());
+            Some(text)
+        });
+        self.flush_pending = polled.is_pending();
+        match polled {
+            Poll::Ready(Err(e)) => Err(e),
+            _ => Ok(()),
         }
-        // Flush once per batch, and again only while a flush is unfinished.
-        self.flush_pending |= wrote;
-        if self.flush_pending {
-            match Pin::new(&mut self.ws).poll_flush(cx) {
-                Poll::Ready(Ok(())) => self.flush_pending = false,
-                Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => {}
-            }
-        }
-        Ok(())
     }
 
     /// Handles one frame (or the end of the stream) read from the socket.
-    fn on_frame(&mut self, polled: Option<Result<Message, tungstenite::Error>>) {
+    fn on_frame(&mut self, polled: Option<Result<Frame, WsError>>) {
         match polled {
-            Some(Ok(message)) => match message {
-                Message::Text(text) => {
+            Some(Ok(frame)) => match frame {
+                Frame::Text(text) => {
                     self.proto.on_text(text, &mut self.q);
                     if let Some(error) = self.q.end.take() {
                         self.finish(error);
                     }
                 }
-                Message::Close(frame) => {
+                Frame::Close(frame) => {
                     let error = (!self.closing).then(|| close_error(frame));
                     self.finish(error);
                 }
-                Message::Binary(_) => self.q.events.push_back(ModelEvent::Error(Error::Protocol(
+                Frame::Binary => self.q.events.push_back(ModelEvent::Error(Error::Protocol(
                     "unexpected binary frame from the server".into(),
                 ))),
-                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                Frame::Ping | Frame::Pong => {}
             },
             Some(Err(e)) => {
-                let error = match e {
-                    tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed
-                        if self.closing =>
-                    {
-                        self.finish(None);
-                        return;
-                    }
-                    e => read_error(e),
-                };
-                self.finish(Some(error));
+                let error = (!self.closing).then(|| read_error(e));
+                self.finish(error);
             }
             None => {
                 let error = (!self.closing).then(|| Error::Closed {
@@ -275,11 +255,11 @@ impl<P: WireProtocol> Connection<P> {
 }
 
 /// What a close frame (or its absence) means for the session.
-pub(crate) fn close_error(frame: Option<tungstenite::protocol::CloseFrame>) -> Error {
+fn close_error(frame: Option<(u16, String)>) -> Error {
     match frame {
-        Some(f) => Error::Closed {
-            code: Some(u16::from(f.code)),
-            reason: f.reason.to_string(),
+        Some((code, reason)) => Error::Closed {
+            code: Some(code),
+            reason,
         },
         None => Error::Closed {
             code: None,
@@ -289,25 +269,19 @@ pub(crate) fn close_error(frame: Option<tungstenite::protocol::CloseFrame>) -> E
 }
 
 /// What a failed read means for the session (the connection is unusable after any of them).
-pub(crate) fn read_error(e: tungstenite::Error) -> Error {
-    use tungstenite::error::{CapacityError, ProtocolError};
+fn read_error(e: WsError) -> Error {
     match e {
-        tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
-            Error::Protocol(format!(
-                "server message too large: {size} bytes, over the limit of {max_size} bytes \
-                 (max_frame_size); connection closed"
-            ))
-        }
-        tungstenite::Error::Capacity(e) => Error::Protocol(format!("frame rejected: {e}")),
-        tungstenite::Error::Utf8(e) => Error::Protocol(format!(
-            "server text frame is not valid UTF-8 ({e}); connection closed"
+        WsError::TooLarge { size, max } => Error::Protocol(format!(
+            "server message too large: {size} bytes, over the limit of {max} bytes \
+             (max_frame_size); connection closed"
         )),
-        tungstenite::Error::Protocol(e) if e != ProtocolError::ResetWithoutClosingHandshake => {
-            Error::Protocol(format!(
-                "server broke the WebSocket protocol ({e}); connection closed"
-            ))
+        WsError::Utf8 => {
+            Error::Protocol("server text message is not valid UTF-8; connection closed".into())
         }
-        e => Error::Closed {
+        WsError::Protocol(why) => Error::Protocol(format!(
+            "server broke the WebSocket protocol ({why}); connection closed"
+        )),
+        WsError::Io(e) => Error::Closed {
             code: None,
             reason: format!("connection lost: {e}"),
         },
@@ -344,7 +318,7 @@ impl<P: WireProtocol> RealtimeConnection for Connection<P> {
                 continue;
             }
             let polled = if self.read.take(cx) != 0 || check {
-                Pin::new(&mut self.ws).poll_next(&mut self.read.context(READ))
+                self.ws.poll_next(&mut self.read.context(READ))
             } else {
                 Poll::Pending
             };
@@ -363,9 +337,7 @@ impl<P: WireProtocol> RealtimeConnection for Connection<P> {
                 };
                 match keepalive.poll(cx) {
                     KeepAliveStep::Idle => return Poll::Pending,
-                    KeepAliveStep::Ping => {
-                        self.q.frames.push_back(Message::Ping(Default::default()))
-                    }
+                    KeepAliveStep::Ping => self.ws.queue_ping(),
                     KeepAliveStep::Expired if check => {
                         let timeout = keepalive.timeout;
                         self.finish(Some(Error::Timeout(format!(
@@ -409,9 +381,9 @@ impl<P: WireProtocol> RealtimeConnection for Connection<P> {
                 self.close_wait = false;
                 break;
             }
-            match Pin::new(&mut self.ws).poll_next(cx) {
+            match self.ws.poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(Message::Text(text)))) => {
+                Poll::Ready(Some(Ok(Frame::Text(text)))) => {
                     self.proto.on_text(text, &mut self.q);
                     self.q.events.clear();
                 }
@@ -424,7 +396,7 @@ impl<P: WireProtocol> RealtimeConnection for Connection<P> {
                 }
             }
         }
-        match Pin::new(&mut self.ws).poll_close(cx) {
+        match self.ws.poll_close(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(_) => {
                 self.finished = true;

@@ -14,15 +14,15 @@ use std::time::Duration;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::either::Either;
 
+use super::websocket::WebSocket;
+
 /// An open client WebSocket, over TCP or TLS.
-pub(crate) type Socket = WebSocketStream<Stream>;
+pub(crate) type Socket = WebSocket<Stream>;
 
 /// The bytes under a client WebSocket: TCP, or TLS over TCP.
 ///
@@ -99,12 +99,13 @@ impl fmt::Debug for HandshakeError {
 /// `Sec-WebSocket-Version`, are skipped, so that a request built by tungstenite's
 /// `IntoClientRequest` can hand over its headers as they are). A `User-Agent` is added when
 /// `headers` has none. If `headers` offers subprotocols, the server must pick one of them.
+/// Server messages over `max_message` bytes will end the connection.
 ///
 /// It takes as long as the server lets it: the caller bounds it with a timeout.
 pub(crate) async fn connect(
     url: &str,
     headers: &HeaderMap,
-    config: WebSocketConfig,
+    max_message: usize,
 ) -> Result<Socket, HandshakeError> {
     let target = Target::parse(url)?;
     let tcp = TcpStream::connect((target.host.as_str(), target.port))
@@ -141,11 +142,7 @@ pub(crate) async fn connect(
         });
     }
     head.check_upgrade(&key, headers)?;
-    Ok(if rest.is_empty() {
-        WebSocketStream::from_raw_socket(stream, Role::Client, Some(config)).await
-    } else {
-        WebSocketStream::from_partially_read(stream, rest, Role::Client, Some(config)).await
-    })
+    Ok(WebSocket::new(stream, rest, max_message))
 }
 
 /// Where to connect, from the URL.
@@ -413,9 +410,9 @@ fn dechunk(mut raw: &[u8]) -> (Vec<u8>, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::StreamExt as _;
     use tokio::net::TcpListener;
-    use tokio_tungstenite::tungstenite::Message;
+
+    use crate::transport::websocket::Frame;
 
     const KEY: &str = "sk-unit-CANARY-5d1e";
 
@@ -466,7 +463,7 @@ mod tests {
 
     /// The error of an upgrade that must fail.
     async fn failure(url: &str, headers: &HeaderMap) -> HandshakeError {
-        match connect(url, headers, WebSocketConfig::default()).await {
+        match connect(url, headers, 1 << 20).await {
             Ok(_) => panic!("the upgrade should have failed"),
             Err(e) => e,
         }
@@ -589,12 +586,11 @@ mod tests {
             answer
         })
         .await;
-        let mut socket = connect(&url, &auth_headers(), WebSocketConfig::default())
-            .await
-            .unwrap();
-        let frame = tokio::time::timeout(Duration::from_secs(5), socket.next()).await;
+        let mut socket = connect(&url, &auth_headers(), 1 << 20).await.unwrap();
+        let next = std::future::poll_fn(|cx| socket.poll_next(cx));
+        let frame = tokio::time::timeout(Duration::from_secs(5), next).await;
         assert!(
-            matches!(&frame, Ok(Some(Ok(Message::Text(t)))) if t.as_str() == "hi"),
+            matches!(&frame, Ok(Some(Ok(Frame::Text(t)))) if t.as_str() == "hi"),
             "{frame:?}"
         );
     }

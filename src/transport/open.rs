@@ -8,13 +8,11 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::handshake::{self, HandshakeError, Socket};
 use crate::{Error, Result};
 
-/// Frames are gathered up to this size before a write.
-const WRITE_BATCH_BYTES: usize = 8 << 10;
+/// Sent as `User-Agent`.
 const USER_AGENT: &str = concat!("realtime-agents-rust/", env!("CARGO_PKG_VERSION"));
 
 /// A secret that never shows in `Debug` output.
@@ -43,7 +41,6 @@ pub(crate) struct Options {
     pub(crate) ping_interval: Option<Duration>,
     pub(crate) ping_timeout: Duration,
     pub(crate) max_frame_size: usize,
-    pub(crate) read_buffer_size: usize,
     pub(crate) max_send_queue: usize,
 }
 
@@ -56,10 +53,6 @@ impl Default for Options {
             ping_interval: Some(Duration::from_secs(20)),
             ping_timeout: Duration::from_secs(20),
             max_frame_size: 16 << 20,
-            // tungstenite zero-fills the free part of its read buffer before every read,
-            // so a big buffer costs CPU on each of the ~50 reads a second of a voice
-            // session. A 20 ms audio delta is about 1.4 KB; larger frames grow it.
-            read_buffer_size: 4 << 10,
             max_send_queue: 8 << 20,
         }
     }
@@ -124,16 +117,9 @@ pub(crate) async fn open(
         }
     }
     headers.insert("user-agent", HeaderValue::from_static(USER_AGENT));
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(options.read_buffer_size)
-        // Frames queued together go out in one write, when the connection flushes.
-        .write_buffer_size(WRITE_BATCH_BYTES)
-        // Never refuse an outgoing message for its size: `max_frame_size` bounds what the
-        // server sends, and `max_send_queue` bounds what waits to be written.
-        .max_write_buffer_size(usize::MAX)
-        .max_frame_size(Some(options.max_frame_size))
-        .max_message_size(Some(options.max_frame_size));
-    let handshake = handshake::connect(url, request.headers(), ws_config);
+    // `max_frame_size` bounds what the server sends; what the client sends is bounded by
+    // `max_send_queue` (what waits to be written), never refused for its size.
+    let handshake = handshake::connect(url, request.headers(), options.max_frame_size);
     match tokio::time::timeout(options.handshake_timeout, handshake).await {
         Err(_) => Err(Error::Timeout(format!(
             "connecting to {shown} took over {:?}",
