@@ -20,9 +20,11 @@
 use std::cell::Cell;
 use std::fmt;
 use std::io;
+use std::ops::Range;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -138,10 +140,11 @@ struct Header {
 /// One client WebSocket.
 pub(crate) struct WebSocket<S> {
     io: S,
-    /// Bytes read but not yet returned: the start of a frame, or whole frames after the one
-    /// returned. No allocation while empty.
-    rd: Vec<u8>,
-    rd_pos: usize,
+    /// Bytes read but not yet returned, whole frames first (and maybe the start of one); the
+    /// messages returned from them are slices of the same allocation. Empty between frames.
+    ready: Bytes,
+    /// The start of a frame whose rest is being read into it. Empty (no allocation) otherwise.
+    partial: BytesMut,
     /// A fragmented message being put together: whether it is text, and its payload so far.
     fragments: Option<(bool, Vec<u8>)>,
     /// Encoded frames the socket has not taken yet. No allocation while empty.
@@ -158,7 +161,7 @@ pub(crate) struct WebSocket<S> {
 impl<S> fmt::Debug for WebSocket<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebSocket")
-            .field("buffered", &(self.rd.len() - self.rd_pos))
+            .field("buffered", &(self.ready.len() + self.partial.len()))
             .field("unwritten", &(self.wr.len() - self.wr_pos))
             .field("closing", &self.closing)
             .finish_non_exhaustive()
@@ -172,8 +175,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub(crate) fn new(io: S, read: Vec<u8>, max_message: usize) -> Self {
         Self {
             io,
-            rd: read,
-            rd_pos: 0,
+            ready: read.into(),
+            partial: BytesMut::new(),
             fragments: None,
             wr: Vec::new(),
             wr_pos: 0,
@@ -216,27 +219,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame, WsError>>> {
         loop {
-            // Frames already read.
-            if self.rd_pos < self.rd.len() {
-                let rd = std::mem::take(&mut self.rd);
-                let parsed = self.take_frames(&rd[self.rd_pos..]);
-                self.rd = rd;
-                match parsed {
+            // Frames already read: their messages are slices of the same allocation.
+            if !self.ready.is_empty() {
+                let ready = std::mem::take(&mut self.ready);
+                let (frame, used) = match self.take_frames(&ready, |r| ready.slice(r)) {
+                    Ok(taken) => taken,
                     Err(e) => return Poll::Ready(Some(Err(e))),
-                    Ok((frame, used)) => {
-                        self.rd_pos += used;
-                        if self.rd_pos == self.rd.len() {
-                            self.rd = Vec::new();
-                            self.rd_pos = 0;
-                        }
-                        if let Some(frame) = frame {
-                            return Poll::Ready(Some(Ok(frame)));
-                        }
+                };
+                if used < ready.len() {
+                    if frame.is_some() {
+                        self.ready = ready.slice(used..);
+                    } else {
+                        self.start_partial(&ready[used..]);
                     }
                 }
+                if let Some(frame) = frame {
+                    return Poll::Ready(Some(Ok(frame)));
+                }
             }
-            if self.rd.is_empty() {
-                // Nothing kept: read into the thread's buffer, keep only what is not returned.
+            if self.partial.is_empty() {
+                // Nothing kept: read into the thread's buffer.
                 let polled = with_scratch(&READ_SCRATCH, |buf| {
                     buf.reserve(READ_SIZE);
                     match ready!(tokio_util::io::poll_read_buf(
@@ -246,13 +248,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     )) {
                         Err(e) => Poll::Ready(Err(WsError::Io(e))),
                         Ok(0) => Poll::Ready(Ok(None)),
-                        Ok(_) => {
-                            let (frame, used) = self.take_frames(buf)?;
-                            if used < buf.len() {
-                                self.keep(&buf[used..]);
-                            }
-                            Poll::Ready(Ok(Some(frame)))
-                        }
+                        Ok(_) => Poll::Ready(self.on_read(buf).map(Some)),
                     }
                 });
                 match ready!(polled) {
@@ -262,58 +258,79 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     Ok(Some(None)) => {}
                 }
             } else {
-                // A frame is partly here: read the rest of it into the connection's buffer.
-                if self.rd_pos > 0 {
-                    self.rd.drain(..self.rd_pos);
-                    self.rd_pos = 0;
-                }
-                let missing = match parse_header(&self.rd) {
-                    Ok(Some(h)) => (h.len as u64 + h.payload)
-                        .saturating_sub(self.rd.len() as u64)
-                        .min(self.max_message as u64) as usize,
-                    _ => 14,
+                // A frame is partly here: read the rest of it after it.
+                let missing = match frame_len(&self.partial) {
+                    Some(len) => len.saturating_sub(self.partial.len()),
+                    None => 14,
                 };
-                self.rd.reserve(missing.max(READ_SIZE / 4));
+                self.partial.reserve(missing.max(READ_SIZE / 4));
                 match ready!(tokio_util::io::poll_read_buf(
                     Pin::new(&mut self.io),
                     cx,
-                    &mut self.rd
+                    &mut self.partial
                 )) {
                     Err(e) => return Poll::Ready(Some(Err(WsError::Io(e)))),
                     Ok(0) => return Poll::Ready(None),
                     Ok(_) => {}
                 }
+                if frame_len(&self.partial).is_some_and(|len| len <= self.partial.len()) {
+                    self.ready = std::mem::take(&mut self.partial).freeze();
+                }
             }
         }
     }
 
-    /// Keeps bytes read but not yet returned.
-    fn keep(&mut self, bytes: &[u8]) {
-        if self.rd.capacity() == 0 {
-            // Room for the frame that starts here, when its header says how long it is.
-            let want = match parse_header(bytes) {
-                Ok(Some(h)) => (h.len as u64 + h.payload).min(self.max_message as u64 + 14),
-                _ => 0,
-            };
-            self.rd.reserve_exact((want as usize).max(bytes.len()));
+    /// What one read into the thread's buffer brought.
+    fn on_read(&mut self, buf: &[u8]) -> Result<Option<Frame>, WsError> {
+        match frame_len(buf) {
+            // One whole frame, as paced traffic reads them: its payload is copied alone.
+            Some(len) if len == buf.len() => {
+                let (frame, _) = self.take_frames(buf, |r| Bytes::copy_from_slice(&buf[r]))?;
+                Ok(frame)
+            }
+            // More than one frame: copied at once, returned in slices.
+            Some(len) if len < buf.len() => {
+                self.ready = Bytes::copy_from_slice(buf);
+                Ok(None)
+            }
+            // The start of a frame.
+            _ => {
+                // Its header alone may break a rule.
+                parse_header(buf)?
+                    .map(|header| self.check_size(&header))
+                    .transpose()?;
+                self.start_partial(buf);
+                Ok(None)
+            }
         }
-        self.rd.extend_from_slice(bytes);
+    }
+
+    /// Keeps the start of a frame, with room for the rest of it.
+    fn start_partial(&mut self, bytes: &[u8]) {
+        let want = frame_len(bytes).unwrap_or(0).min(self.max_message + 14);
+        let mut partial = BytesMut::with_capacity(want.max(bytes.len() + READ_SIZE / 4));
+        partial.extend_from_slice(bytes);
+        self.partial = partial;
     }
 
     /// Takes whole frames from the start of `buf` until one makes a message (or a control
     /// frame) to return, or until only part of a frame is left. Returns it, if any, and how many
-    /// bytes were used.
-    fn take_frames(&mut self, buf: &[u8]) -> Result<(Option<Frame>, usize), WsError> {
+    /// bytes were used. `own` makes a message's payload from its range in `buf`.
+    fn take_frames(
+        &mut self,
+        buf: &[u8],
+        own: impl Fn(Range<usize>) -> Bytes,
+    ) -> Result<(Option<Frame>, usize), WsError> {
         let mut used = 0;
         while let Some(header) = parse_header(&buf[used..])? {
             self.check_size(&header)?;
-            let end = used + header.len + header.payload as usize;
+            let start = used + header.len;
+            let end = start + header.payload as usize;
             if end > buf.len() {
                 break;
             }
-            let payload = &buf[used + header.len..end];
             used = end;
-            if let Some(frame) = self.on_frame(&header, payload)? {
+            if let Some(frame) = self.on_frame(&header, &buf[start..end], || own(start..end))? {
                 return Ok((Some(frame), used));
             }
         }
@@ -337,7 +354,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// One whole frame: a message or a control frame to return, or a fragment kept.
-    fn on_frame(&mut self, header: &Header, payload: &[u8]) -> Result<Option<Frame>, WsError> {
+    fn on_frame(
+        &mut self,
+        header: &Header,
+        payload: &[u8],
+        owned: impl FnOnce() -> Bytes,
+    ) -> Result<Option<Frame>, WsError> {
         match header.opcode {
             OP_TEXT | OP_BINARY if self.fragments.is_some() => Err(WsError::Protocol(
                 "a new message began inside a fragmented one",
@@ -346,7 +368,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 self.fragments = Some((header.opcode == OP_TEXT, payload.to_vec()));
                 Ok(None)
             }
-            OP_TEXT => Ok(Some(Frame::Text(text(payload.to_vec())?))),
+            OP_TEXT => Ok(Some(Frame::Text(text(owned())?))),
             OP_BINARY => Ok(Some(Frame::Binary)),
             OP_CONTINUE => {
                 let Some((_, data)) = &mut self.fragments else {
@@ -362,7 +384,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     return Ok(None);
                 };
                 Ok(Some(if is_text {
-                    Frame::Text(text(data)?)
+                    Frame::Text(text(data.into())?)
                 } else {
                     Frame::Binary
                 }))
@@ -519,10 +541,19 @@ fn sendable(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
-fn text(payload: Vec<u8>) -> Result<Utf8Bytes, WsError> {
-    String::from_utf8(payload)
-        .map(Utf8Bytes::from)
-        .map_err(|_| WsError::Utf8)
+fn text(payload: Bytes) -> Result<Utf8Bytes, WsError> {
+    Utf8Bytes::try_from(payload).map_err(|_| WsError::Utf8)
+}
+
+/// The length of the frame at the start of `buf`, header included, once its header is there
+/// (`None` before, or for a header that breaks a rule).
+fn frame_len(buf: &[u8]) -> Option<usize> {
+    match parse_header(buf) {
+        Ok(Some(h)) => usize::try_from(h.payload)
+            .ok()
+            .and_then(|payload| payload.checked_add(h.len)),
+        _ => None,
+    }
 }
 
 /// Parses the header at the start of `buf`: `None` until all of it is there.
@@ -738,8 +769,8 @@ mod tests {
             );
         }
         assert_eq!(
-            (ws.rd.capacity(), ws.wr.capacity()),
-            (0, 0),
+            (ws.ready.len(), ws.partial.capacity(), ws.wr.capacity()),
+            (0, 0, 0),
             "no buffer kept"
         );
     }
@@ -761,8 +792,8 @@ mod tests {
             assert_eq!(got, Frame::Text(format!("{{\"n\":{i}}}").into()));
         }
         assert_eq!(
-            ws.rd.capacity(),
-            0,
+            (ws.ready.len(), ws.partial.capacity()),
+            (0, 0),
             "the read-ahead is released once returned"
         );
     }
