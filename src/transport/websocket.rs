@@ -258,9 +258,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     Ok(Some(None)) => {}
                 }
             } else {
-                // A frame is partly here: read the rest of it after it.
-                let missing = match frame_len(&self.partial) {
-                    Some(len) => len.saturating_sub(self.partial.len()),
+                // A frame is partly here: read the rest of it after it. Its header, once
+                // whole, may break a rule.
+                let header = match parse_header(&self.partial) {
+                    Ok(header) => header,
+                    Err(e) => return Poll::Ready(Some(Err(e))),
+                };
+                let missing = match header {
+                    Some(header) => match self.check_size(&header) {
+                        Ok(()) => (header.len + header.payload as usize)
+                            .saturating_sub(self.partial.len()),
+                        Err(e) => return Poll::Ready(Some(Err(e))),
+                    },
                     None => 14,
                 };
                 self.partial.reserve(missing.max(READ_SIZE / 4));
@@ -952,6 +961,31 @@ mod tests {
                 "{case}"
             );
             assert!(next(&mut ws).await.is_none(), "{case}: nothing read after");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_header_that_arrives_in_pieces_is_checked_once_whole() {
+        let mut too_large = vec![0x81, 127];
+        too_large.extend_from_slice(&u64::MAX.to_be_bytes());
+        for (case, bytes, code) in [
+            ("reserved bit", vec![0xC1, 0x05], 1002),
+            ("masked", vec![0x81, 0x85], 1002),
+            ("too large", too_large, 1009),
+        ] {
+            let (mut ws, mut server) = pair(1 << 10);
+            server.write_all(&bytes[..1]).await.unwrap();
+            // The first byte is read alone: no frame yet.
+            let first =
+                tokio::time::timeout(Duration::from_millis(50), poll_fn(|cx| ws.poll_next(cx)))
+                    .await;
+            assert!(first.is_err(), "{case}: {first:?}");
+            server.write_all(&bytes[1..]).await.unwrap();
+            let error = match next(&mut ws).await {
+                Some(Err(e)) => e,
+                other => panic!("{case}: {other:?}"),
+            };
+            assert_eq!(error.close_code(), Some(code), "{case}: {error}");
         }
     }
 
