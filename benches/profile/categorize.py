@@ -26,7 +26,8 @@ KERNEL = [
 USER = [
     ("base64", r"base64_simd|base64::"),
     ("JSON encode and decode", r"serde_json|::protocol::decode|ServerEvent::from_json|json_escape"),
-    ("WebSocket codec (tungstenite: framing, masking, buffers)", r"tungstenite::"),
+    ("WebSocket framing (transport::websocket: framing, masking, buffers)",
+     r"tungstenite::|realtime_agents::transport::websocket"),
     ("tracing spans", r"^tracing::|tracing_core"),
     ("event queue and command channel", r"session::queue|tokio::sync::mpsc|tokio::sync::task::atomic_waker"),
     ("session driver (history, turns, playback, tools)", r"realtime_agents::session|realtime_agents::items"),

@@ -784,6 +784,74 @@ mod tests {
         );
     }
 
+    /// The framing over TLS, as `wss:` runs it: a tungstenite server behind tokio-rustls, with
+    /// a certificate from a test CA (`testdata/`).
+    #[tokio::test]
+    async fn frames_cross_tls_both_ways_and_the_close_arrives() {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        use std::sync::Arc;
+
+        let ca = CertificateDer::from_pem_slice(include_bytes!("testdata/ca.pem")).unwrap();
+        let cert = CertificateDer::from_pem_slice(include_bytes!("testdata/server.pem")).unwrap();
+        let key = PrivateKeyDer::from_pem_slice(include_bytes!("testdata/server.key")).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server_config = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let client_config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+        // Echoes text messages; returns the close code it got.
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let tls = acceptor.accept(tcp).await.unwrap();
+            let mut ws = WebSocketStream::from_raw_socket(tls, Role::Server, None).await;
+            while let Some(message) = ws.next().await {
+                match message.unwrap() {
+                    Message::Text(text) => ws.send(Message::Text(text)).await.unwrap(),
+                    Message::Close(frame) => return frame.map(|f| u16::from(f.code)),
+                    _ => {}
+                }
+            }
+            None
+        });
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(client_config))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        let mut ws = WebSocket::new(tls, Vec::new(), LIMIT);
+        let texts: Vec<String> = [2, 1_400, 70_000, 300_000]
+            .iter()
+            .map(|&n| "é".repeat(n / 2))
+            .collect();
+        send(&mut ws, &texts).await;
+        for text in &texts {
+            let got = next(&mut ws).await.unwrap().unwrap();
+            assert_eq!(
+                got,
+                Frame::Text(text.as_str().into()),
+                "{} bytes",
+                text.len()
+            );
+        }
+        poll_fn(|cx| ws.poll_close(cx)).await.unwrap();
+        let code = tokio::time::timeout(Duration::from_secs(5), server).await;
+        assert_eq!(code.unwrap().unwrap(), Some(1000));
+    }
+
     #[tokio::test]
     async fn a_burst_of_small_frames_is_read_in_order_and_then_released() {
         let (mut ws, mut server) = pair(1 << 20);
