@@ -852,6 +852,38 @@ mod tests {
         assert_eq!(code.unwrap().unwrap(), Some(1000));
     }
 
+    /// Frames of mixed sizes and kinds, flushed at uneven points, so that reads end anywhere:
+    /// inside a header, inside a payload, between frames.
+    #[tokio::test]
+    async fn mixed_frames_split_anywhere_arrive_whole_and_in_order() {
+        let (mut ws, mut server) = loopback().await;
+        let sizes = [3usize, 10_050, 40, 0, 125, 126, 5_000, 1, 70_000, 300];
+        let mut expected = Vec::new();
+        for round in 0..30 {
+            for (i, &size) in sizes.iter().enumerate() {
+                let text: String = (0..size)
+                    .map(|k| char::from(b'a' + ((k + i) % 26) as u8))
+                    .collect();
+                if (round + i) % 7 == 3 {
+                    server.feed(Message::binary(vec![1u8; size])).await.unwrap();
+                    expected.push(Frame::Binary);
+                } else {
+                    server.feed(Message::text(text.clone())).await.unwrap();
+                    expected.push(Frame::Text(text.into()));
+                }
+                if (round * 3 + i) % 4 == 0 {
+                    server.flush().await.unwrap();
+                }
+            }
+        }
+        server.flush().await.unwrap();
+        for (n, want) in expected.iter().enumerate() {
+            let got = next(&mut ws).await.unwrap().unwrap();
+            assert!(&got == want, "frame {n}");
+        }
+        assert_eq!((ws.ready.len(), ws.partial.capacity()), (0, 0));
+    }
+
     #[tokio::test]
     async fn a_burst_of_small_frames_is_read_in_order_and_then_released() {
         let (mut ws, mut server) = pair(1 << 20);

@@ -384,9 +384,18 @@ pub async fn until_end(session: &mut RealtimeSession) -> Vec<RealtimeSessionEven
 /// no script.
 pub struct FrameServer {
     pub url: String,
-    frames: Arc<Mutex<Option<mpsc::UnboundedSender<Message>>>>,
+    frames: Arc<Mutex<Frames>>,
     received: Arc<Mutex<Vec<Message>>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Where [`FrameServer::frame`] sends: the current connection, or, before the first one, a
+/// list that the first connection gets right after `session.created`. (A session's `run()`
+/// returns on the 101, which can be before the server has its side of the connection ready.)
+#[derive(Default)]
+struct Frames {
+    current: Option<mpsc::UnboundedSender<Message>>,
+    early: Vec<Message>,
 }
 
 impl Drop for FrameServer {
@@ -400,7 +409,7 @@ impl FrameServer {
     pub async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("ws://{}/v1/realtime", listener.local_addr().expect("addr"));
-        let frames: Arc<Mutex<Option<mpsc::UnboundedSender<Message>>>> = Arc::default();
+        let frames: Arc<Mutex<Frames>> = Arc::default();
         let received: Arc<Mutex<Vec<Message>>> = Arc::default();
         let task = tokio::spawn({
             let frames = frames.clone();
@@ -413,7 +422,13 @@ impl FrameServer {
                     let (mut sink, mut source) = ws.split();
                     let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
                     let _ = tx.send(Message::text(session_created().to_string()));
-                    *frames.lock().unwrap() = Some(tx);
+                    {
+                        let mut frames = frames.lock().unwrap();
+                        for frame in frames.early.drain(..) {
+                            let _ = tx.send(frame);
+                        }
+                        frames.current = Some(tx);
+                    }
                     loop {
                         tokio::select! {
                             next = rx.recv() => match next {
@@ -445,10 +460,15 @@ impl FrameServer {
             .build()
     }
 
-    /// Sends a frame on the current connection (dropped if there is none).
+    /// Sends a frame on the current connection (dropped if it is gone; kept for the first
+    /// connection if there has been none yet).
     pub fn frame(&self, frame: Message) {
-        if let Some(tx) = self.frames.lock().unwrap().as_ref() {
-            let _ = tx.send(frame);
+        let mut frames = self.frames.lock().unwrap();
+        match frames.current.as_ref() {
+            Some(tx) => {
+                let _ = tx.send(frame);
+            }
+            None => frames.early.push(frame),
         }
     }
 
