@@ -307,15 +307,16 @@ impl Driver {
         self.cancel.clone()
     }
 
-    /// The session task. Not an `async fn`: the driver lives in the task once, not also in an
-    /// outer future that would keep a copy of it.
+    /// The session task. The driver lives in the task once: the block owns it and the loop
+    /// borrows it. (An `async fn` that takes the driver by value keeps two copies of it in its
+    /// future, the argument and the local it moves into: 2.3 KiB more per session.)
     pub(crate) fn run(mut self) -> impl Future<Output = ()> + Send + 'static {
         let span = tracing::info_span!("realtime_session", agent = %self.agent.name());
         self.session_span = span.clone();
-        self.run_inner().instrument(span)
+        async move { self.run_inner().await }.instrument(span)
     }
 
-    async fn run_inner(mut self) {
+    async fn run_inner(&mut self) {
         tracing::info!("session started");
         let deadline = self
             .shared
