@@ -681,6 +681,22 @@ mod tests {
             .expect("written");
     }
 
+    /// Reads `texts` as text messages, in order.
+    async fn expect_texts<S: AsyncRead + AsyncWrite + Unpin>(
+        ws: &mut WebSocket<S>,
+        texts: &[String],
+    ) {
+        for text in texts {
+            let got = next(ws).await.unwrap().unwrap();
+            assert_eq!(
+                got,
+                Frame::Text(text.as_str().into()),
+                "{} bytes",
+                text.len()
+            );
+        }
+    }
+
     /// A server frame, unmasked.
     fn server_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
         let mut out = vec![u8::from(fin) << 7 | opcode];
@@ -768,15 +784,7 @@ mod tests {
             server.feed(Message::text(text.clone())).await.unwrap();
         }
         server.flush().await.unwrap();
-        for text in &texts {
-            let got = next(&mut ws).await.unwrap().unwrap();
-            assert_eq!(
-                got,
-                Frame::Text(text.as_str().into()),
-                "{} bytes",
-                text.len()
-            );
-        }
+        expect_texts(&mut ws, &texts).await;
         assert_eq!(
             (ws.ready.len(), ws.partial.capacity(), ws.wr.capacity()),
             (0, 0, 0),
@@ -838,15 +846,7 @@ mod tests {
             .map(|&n| "é".repeat(n / 2))
             .collect();
         send(&mut ws, &texts).await;
-        for text in &texts {
-            let got = next(&mut ws).await.unwrap().unwrap();
-            assert_eq!(
-                got,
-                Frame::Text(text.as_str().into()),
-                "{} bytes",
-                text.len()
-            );
-        }
+        expect_texts(&mut ws, &texts).await;
         poll_fn(|cx| ws.poll_close(cx)).await.unwrap();
         let code = tokio::time::timeout(Duration::from_secs(5), server).await;
         assert_eq!(code.unwrap().unwrap(), Some(1000));
