@@ -2,9 +2,10 @@
 //!
 //! A voice session's connection is idle most of its life and busy in short bursts, so this
 //! framing keeps no buffer of its own while nothing is in flight:
-//! - A read goes into a buffer shared by every connection on the thread. A whole frame found
-//!   there is copied out as its message; only the bytes of a frame still arriving (or of frames
-//!   not yet returned) are kept by the connection, and released once returned.
+//! - A read goes into a buffer shared by every connection on the thread. A read that holds one
+//!   whole frame copies out its payload alone; one that holds several copies them once into an
+//!   allocation that their messages share; the start of a frame still arriving is kept by the
+//!   connection, in a buffer sized for the frame. Nothing is kept once returned.
 //! - Frames to send are encoded (masked) into a second shared buffer and written from there;
 //!   only what the socket does not take at once is kept by the connection until it is written.
 //!
@@ -57,8 +58,8 @@ fn with_scratch<R>(
     slot: &'static std::thread::LocalKey<Cell<Vec<u8>>>,
     f: impl FnOnce(&mut Vec<u8>) -> R,
 ) -> R {
+    // Stored empty (below), or fresh.
     let mut buf = slot.take();
-    buf.clear();
     let out = f(&mut buf);
     if buf.capacity() <= SCRATCH_KEEP {
         buf.clear();
@@ -188,8 +189,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// The next message or control frame from the server. `None` once the server's close frame
-    /// was returned, or when the socket ended without one (the caller tells them apart by
-    /// whether a [`Frame::Close`] came).
+    /// or an error was returned, or when the socket ended without a close frame (the caller
+    /// tells these apart by what came before).
     pub(crate) fn poll_next(
         &mut self,
         cx: &mut Context<'_>,
@@ -302,12 +303,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 self.ready = Bytes::copy_from_slice(buf);
                 Ok(None)
             }
-            // The start of a frame.
+            // The start of a frame (its header is checked before the rest is read).
             _ => {
-                // Its header alone may break a rule.
-                parse_header(buf)?
-                    .map(|header| self.check_size(&header))
-                    .transpose()?;
                 self.start_partial(buf);
                 Ok(None)
             }
