@@ -294,8 +294,8 @@ fn end_to_end(c: &mut Criterion) {
             let start = thread_cpu();
             rt.block_on(async {
                 // In rounds that the server acknowledges: unpaced, the client writes faster
-                // than the server reads, and the session's send queue would overflow (its
-                // appends dropped with an error each) long before a million appends are out.
+                // than the server reads, and the session's full send queue would make
+                // `send_audio` wait for the server, which the bench would then measure too.
                 let mut left = n;
                 while left > 0 {
                     let round = left.min(APPENDS_PER_ACK);

@@ -138,6 +138,35 @@ pub trait RealtimeConnection: Send + 'static {
     /// Queues a command. Fails only when the connection is closed or its send queue is full.
     fn send(&mut self, command: ModelCommand) -> Result<()>;
 
+    /// Whether the send queue has room for another command.
+    ///
+    /// While it is `false`, the session takes no more of the application's commands: they
+    /// wait in the session's command queue, and once that is full the application's sends
+    /// wait too (back-pressure), instead of failing and losing audio. The session asks again
+    /// after each [`poll_event`](Self::poll_event), which must register `cx` to be woken when
+    /// the queue drains (a socket's write readiness). The default, always `true`, suits a
+    /// connection whose queue is never full.
+    ///
+    /// ```
+    /// use realtime_agents::model::{RealtimeConnection, RealtimeModel, SessionSettings, task::TaskModel};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> realtime_agents::Result<()> {
+    /// // A backend task with room for one command, which it never reads.
+    /// let model = TaskModel::new(|_settings, commands, _events| async move {
+    ///     let _unread = commands;
+    ///     std::future::pending::<realtime_agents::Result<()>>().await
+    /// })
+    /// .capacity(1);
+    /// let mut connection = model.connect(SessionSettings::new()).await?;
+    /// assert!(connection.has_room());
+    /// connection.send(realtime_agents::model::ModelCommand::CreateResponse)?;
+    /// connection.send(realtime_agents::model::ModelCommand::CreateResponse)?;
+    /// assert!(!connection.has_room(), "one in the task's channel, one waiting");
+    /// # Ok(()) }
+    /// ```
+    fn has_room(&self) -> bool {
+        true
+    }
+
     /// Writes queued commands and returns the next event. `Ready(None)` after
     /// [`ModelEvent::Closed`] was returned.
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<ModelEvent>>;

@@ -7,8 +7,10 @@
 //!
 //! * Both channels are bounded ([`TaskModel::capacity`]). A task that sends faster than the
 //!   session reads waits in [`EventSender::send`]; commands the task does not take yet wait in
-//!   the connection, and [`RealtimeConnection::send`] fails with [`Error::Protocol`] once
-//!   another `capacity` of them are waiting.
+//!   the connection. Once another `capacity` of them are waiting,
+//!   [`has_room`](RealtimeConnection::has_room) is `false` and the session holds the
+//!   application's commands back; [`RealtimeConnection::send`] called anyway fails with
+//!   [`Error::Protocol`].
 //! * [`ModelEvent::Closed`] is sent for the task when it ends: `error: None` when it returned
 //!   `Ok(())` after the session closed the command channel, the error when it returned
 //!   `Err(..)`, [`Error::Closed`] when it returned on its own, and [`Error::Protocol`] naming
@@ -357,6 +359,10 @@ impl RealtimeConnection for TaskConnection {
         }
         self.outbox.push_back(command);
         Ok(())
+    }
+
+    fn has_room(&self) -> bool {
+        self.outbox.len() < self.capacity
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<ModelEvent>> {

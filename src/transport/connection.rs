@@ -303,6 +303,10 @@ impl<P: WireProtocol> RealtimeConnection for Connection<P> {
         Ok(())
     }
 
+    fn has_room(&self) -> bool {
+        self.q.frame_bytes <= self.max_send_queue
+    }
+
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<ModelEvent>> {
         // The keep-alive's deadline passed: read the socket dry before judging the server.
         let mut check = false;

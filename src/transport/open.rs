@@ -249,6 +249,23 @@ macro_rules! transport_setters {
             self.config.transport.max_frame_size = bytes;
             self
         }
+
+        /// How many bytes of frames may wait to be written (default 8 MiB), when the server
+        /// or the network takes them slower than the application sends.
+        ///
+        /// Past it the session holds the application's commands back: they wait in the
+        /// session's command queue (256), and then `send_audio` and the other sends wait for
+        /// room, until the socket drains. Nothing is dropped. A server that stops reading and
+        /// sending altogether is still ended by the keep-alive ([`ping`](Self::ping)).
+        ///
+        /// ```
+        #[doc = concat!("let model = realtime_agents::model::", $model, "::builder().max_send_queue(1 << 20).build();")]
+        /// # let _ = model;
+        /// ```
+        pub fn max_send_queue(mut self, bytes: usize) -> Self {
+            self.config.transport.max_send_queue = bytes;
+            self
+        }
     };
 }
 

@@ -243,6 +243,9 @@ pub(crate) struct Driver {
     mic: BytesMut,
     /// When the batch in `mic` goes out even if it is not full.
     mic_due: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The connection's send queue was full: the application's commands wait in their queue
+    /// until a connection pass finds room again.
+    commands_held: bool,
     stopped: bool,
 }
 
@@ -299,6 +302,7 @@ impl Driver {
             wakes: Wakes::new(),
             mic: BytesMut::new(),
             mic_due: None,
+            commands_held: false,
             stopped: false,
         }
     }
@@ -425,9 +429,17 @@ impl Driver {
 
     /// Handles the commands that are waiting, up to a bound so that the other sources get
     /// their turn. Their frames go out together when the connection is polled.
+    ///
+    /// While the connection's send queue is full (a server that does not read, a network
+    /// slower than the audio), commands stay in their queue: the application's sends wait
+    /// for room there instead of failing, and nothing is dropped.
     async fn run_commands(&mut self) {
         for _ in 0..BATCH {
             if self.stopped {
+                return;
+            }
+            if !self.conn.has_room() {
+                self.commands_held = true;
                 return;
             }
             // The context must not live across the handler's awaits.
@@ -528,7 +540,13 @@ impl Driver {
                         .on_model_event(ModelEvent::Closed { error: None })
                         .await;
                 }
-                Poll::Pending => return,
+                Poll::Pending => {
+                    if self.commands_held && self.conn.has_room() {
+                        self.commands_held = false;
+                        self.wakes.mark(wake::COMMANDS);
+                    }
+                    return;
+                }
             }
         }
         self.wakes.mark(wake::CONNECTION);
