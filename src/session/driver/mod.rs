@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, Either};
 use futures::stream::FuturesUnordered;
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
@@ -184,6 +184,9 @@ enum Step {
     Cancelled,
     TimedOut,
 }
+
+/// What [`Driver::emit`] leaves to await: nothing, or the wait for room in a full event channel.
+type Emitted<'a> = Either<std::future::Ready<()>, BoxFuture<'a, ()>>;
 
 /// The session task.
 pub(crate) struct Driver {
@@ -552,7 +555,10 @@ impl Driver {
         self.wakes.mark(wake::CONNECTION);
     }
 
-    async fn emit(&mut self, event: RealtimeSessionEvent) {
+    /// Hands `event` to the application. The work is done when called; what is left to await
+    /// is the wait for room in a full channel, if any. (Not an `async fn`: every future that
+    /// emits would keep room for the event and the call's state, on every session.)
+    fn emit(&mut self, event: RealtimeSessionEvent) -> Emitted<'_> {
         let event = match event {
             RealtimeSessionEvent::Error { error } => RealtimeSessionEvent::Error {
                 error: self.redact(error),
@@ -562,14 +568,16 @@ impl Driver {
         self.turns.observe(&event);
         if !self.tail.is_empty() {
             // Once events go to the tail, all later ones do, to keep the order.
-            return self.tail.push_back(event);
+            self.tail.push_back(event);
+            return Either::Left(std::future::ready(()));
         }
         match self.events.try_send(event) {
             Ok(()) => {}
             Err(TrySendError::Closed) => self.stopped = true,
             Err(TrySendError::Full(event)) if self.ending => self.tail.push_back(event),
-            Err(TrySendError::Full(event)) => self.emit_when_room(event).await,
+            Err(TrySendError::Full(event)) => return Either::Right(self.emit_when_room(event)),
         }
+        Either::Left(std::future::ready(()))
     }
 
     /// [`emit`](Self::emit) when the channel is full: waits for room (back-pressure on the
@@ -981,7 +989,8 @@ impl Driver {
                     .await;
                 }
                 if self.guard.response_id == response_id && self.check_guardrails(true) {
-                    self.release_held(u64::MAX).await;
+                    // Boxed like the tool call: once per guarded response, and large.
+                    Box::pin(self.release_held(u64::MAX)).await;
                 }
                 if started {
                     let how = match status {
@@ -1133,8 +1142,9 @@ impl Driver {
                 let agent = self.agent.name().to_owned();
                 self.turns
                     .function_call(&agent, &response_id, &call_id, &name, &arguments);
-                self.on_function_call(call_id, name, arguments, response_id)
-                    .await
+                // Boxed: once per tool call, and the largest state of this future otherwise
+                // (every session's task would keep room for it).
+                Box::pin(self.on_function_call(call_id, name, arguments, response_id)).await
             }
             ModelEvent::SpeechStarted {
                 item_id,
