@@ -38,7 +38,9 @@ const MAX_TIME_LIMIT: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 pub struct RealtimeRunner {
     agent: Arc<RealtimeAgent>,
     model: Arc<dyn RealtimeModel>,
-    config: RealtimeRunConfig,
+    /// Shared with every session whose options change nothing in it (see
+    /// [`prepared`](Self::prepared)): one copy for them all.
+    config: Arc<RealtimeRunConfig>,
 }
 
 impl RealtimeRunner {
@@ -47,25 +49,34 @@ impl RealtimeRunner {
         Self {
             agent: agent.into(),
             model: Arc::new(OpenAIRealtimeWebSocketModel::new()),
-            config: RealtimeRunConfig::default(),
+            config: Arc::new(RealtimeRunConfig::default()),
         }
+        .prepared()
     }
 
     /// Uses another model (another URL, key, backend).
     pub fn model(mut self, model: impl RealtimeModel) -> Self {
         self.model = Arc::new(model);
-        self
+        self.prepared()
     }
 
     /// Uses a shared model.
     pub fn shared_model(mut self, model: Arc<dyn RealtimeModel>) -> Self {
         self.model = model;
-        self
+        self.prepared()
     }
 
     /// Sets the run configuration.
     pub fn config(mut self, config: RealtimeRunConfig) -> Self {
-        self.config = config;
+        self.config = Arc::new(config);
+        self.prepared()
+    }
+
+    /// The configuration as a session takes it when its options change nothing: the time
+    /// limit bounded, the model's name filled in. Such sessions then share it.
+    fn prepared(mut self) -> Self {
+        let config = Arc::make_mut(&mut self.config);
+        prepare(config, self.model.as_ref());
         self
     }
 
@@ -172,28 +183,28 @@ impl RealtimeRunner {
         options: SessionOptions,
         how: Launch,
     ) -> Result<RealtimeSession> {
-        let mut config = self.config.clone();
+        let (options, context, token) = options.take_context_and_token();
         let one_shot = matches!(how, Launch::OneShot);
-        let mut id = None;
-        if let Launch::Resume {
-            id: saved,
-            settings,
-        } = how
-        {
-            // The saved session's own settings take the place of the runner's.
-            config.settings = *settings;
-            id = Some(saved);
-        }
-        let (mut config, context, token) = options.apply(config);
-        if one_shot && config.settings.output_modalities.is_none() {
-            config.settings.output_modalities = Some(vec![Modality::Text]);
-        }
-        config.max_duration = config.max_duration.map(|limit| limit.min(MAX_TIME_LIMIT));
-        config.model_name = config
-            .settings
-            .model
-            .clone()
-            .or_else(|| self.model.model_name());
+        let (id, settings) = match how {
+            Launch::Resume { id, settings } => (Some(id), Some(settings)),
+            Launch::New | Launch::OneShot => (None, None),
+        };
+        let config = if !one_shot && settings.is_none() && options.keeps_config() {
+            // Nothing of the session's own: it shares the runner's configuration.
+            self.config.clone()
+        } else {
+            let mut config = RealtimeRunConfig::clone(&self.config);
+            if let Some(settings) = settings {
+                // The saved session's own settings take the place of the runner's.
+                config.settings = *settings;
+            }
+            options.apply(&mut config);
+            if one_shot && config.settings.output_modalities.is_none() {
+                config.settings.output_modalities = Some(vec![Modality::Text]);
+            }
+            prepare(&mut config, self.model.as_ref());
+            Arc::new(config)
+        };
         let model = config.model_name.clone();
         if let Some(budget @ cost::Budget::Usd(_)) = &config.budget {
             let model = model.as_deref().unwrap_or_default();
@@ -264,6 +275,13 @@ impl RealtimeRunner {
     }
 }
 
+/// What every session's configuration gets at launch: the time limit bounded, and the model's
+/// name (the settings', or else the backend's).
+fn prepare(config: &mut RealtimeRunConfig, model: &dyn RealtimeModel) {
+    config.max_duration = config.max_duration.map(|limit| limit.min(MAX_TIME_LIMIT));
+    config.model_name = config.settings.model.clone().or_else(|| model.model_name());
+}
+
 /// What kind of session [`RealtimeRunner::launch`] starts.
 pub(crate) enum Launch {
     /// A new session.
@@ -286,4 +304,53 @@ fn new_session_id() -> String {
         .map_or(0, |t| t.as_nanos() as u64);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     format!("sess_ra{nanos:x}{:x}{n:x}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::ScriptedModel;
+
+    #[tokio::test]
+    async fn sessions_share_the_runners_configuration_unless_their_options_change_it() {
+        let runner = RealtimeRunner::new(RealtimeAgent::new("Assistant"))
+            .config(RealtimeRunConfig::new().max_duration(MAX_TIME_LIMIT * 2))
+            .model(ScriptedModel::new());
+        assert_eq!(
+            runner.config.max_duration,
+            Some(MAX_TIME_LIMIT),
+            "prepared as a session takes it"
+        );
+        let plain = runner.run(()).await.expect("session");
+        let with_token = runner
+            .start(SessionOptions::new().cancellation_token(CancellationToken::new()))
+            .await
+            .expect("session");
+        assert_eq!(Arc::strong_count(&runner.config), 3, "one copy for three");
+        let limited = runner
+            .start(SessionOptions::new().max_duration(Duration::from_millis(50)))
+            .await
+            .expect("session");
+        assert_eq!(
+            Arc::strong_count(&runner.config),
+            3,
+            "a session with options has its own"
+        );
+        // Its own limit applies to it alone.
+        let mut limited = limited;
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            use futures::StreamExt as _;
+            while let Some(event) = limited.next().await {
+                if let crate::RealtimeSessionEvent::Closed { error } = event {
+                    return error;
+                }
+            }
+            None
+        })
+        .await
+        .expect("the limited session ended");
+        assert!(matches!(ended, Some(Error::Timeout(_))), "{ended:?}");
+        plain.close().await;
+        with_token.close().await;
+    }
 }

@@ -202,16 +202,28 @@ impl SessionOptions {
         self
     }
 
-    /// The runner's configuration with these options applied; the context and the
-    /// cancellation token are taken out for the caller.
-    pub(crate) fn apply(
-        self,
-        mut config: RealtimeRunConfig,
-    ) -> (
-        RealtimeRunConfig,
-        Option<RunContext>,
-        Option<CancellationToken>,
-    ) {
+    /// Whether [`apply`](Self::apply) leaves the runner's configuration as it is (only the
+    /// context and the cancellation token, which are not part of it, may be set).
+    pub(crate) fn keeps_config(&self) -> bool {
+        self.settings.is_none()
+            && self.history.is_none()
+            && self.max_duration.is_none()
+            && self.tracker.is_none()
+            && self.event_capacity.is_none()
+            && self.budget.is_none()
+    }
+
+    /// Takes out the context and the cancellation token, which are not part of the
+    /// configuration.
+    pub(crate) fn take_context_and_token(
+        mut self,
+    ) -> (Self, Option<RunContext>, Option<CancellationToken>) {
+        let (context, cancel) = (self.context.take(), self.cancel.take());
+        (self, context, cancel)
+    }
+
+    /// Applies these options to the runner's configuration.
+    pub(crate) fn apply(self, config: &mut RealtimeRunConfig) {
         if let Some(settings) = &self.settings {
             config.settings.merge(settings);
         }
@@ -230,6 +242,5 @@ impl SessionOptions {
         if let Some(budget) = self.budget {
             config.budget = Some(budget);
         }
-        (config, self.context, self.cancel)
     }
 }

@@ -109,7 +109,9 @@ pub(crate) enum Command {
 /// What the session task shares with the runner.
 #[derive(Debug, Clone)]
 pub(crate) struct Shared {
-    pub(crate) config: RealtimeRunConfig,
+    /// The runner's own configuration when the session's options change nothing in it, else
+    /// the session's copy.
+    pub(crate) config: Arc<RealtimeRunConfig>,
     pub(crate) context: RunContext,
     pub(crate) tracker: Arc<dyn PlaybackTracker>,
     pub(crate) model: Arc<dyn RealtimeModel>,
