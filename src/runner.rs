@@ -205,9 +205,8 @@ impl RealtimeRunner {
             prepare(&mut config, self.model.as_ref());
             Arc::new(config)
         };
-        let model = config.model_name.clone();
         if let Some(budget @ cost::Budget::Usd(_)) = &config.budget {
-            let model = model.as_deref().unwrap_or_default();
+            let model = config.model_name.as_deref().unwrap_or_default();
             if config.prices.get(model).is_none() {
                 tracing::warn!(%budget, model, "no price for the model of a dollar budget");
                 return Err(cost::unpriced(model));
@@ -215,9 +214,7 @@ impl RealtimeRunner {
         }
         let info = SessionInfo {
             id: id.unwrap_or_else(new_session_id),
-            settings: config.settings.clone(),
-            model,
-            prices: config.prices.clone(),
+            config: config.clone(),
         };
         let tracker = config
             .tracker
@@ -326,14 +323,15 @@ mod tests {
             .start(SessionOptions::new().cancellation_token(CancellationToken::new()))
             .await
             .expect("session");
-        assert_eq!(Arc::strong_count(&runner.config), 3, "one copy for three");
+        // The runner, and each session's task and handle.
+        assert_eq!(Arc::strong_count(&runner.config), 5, "one copy for three");
         let limited = runner
             .start(SessionOptions::new().max_duration(Duration::from_millis(50)))
             .await
             .expect("session");
         assert_eq!(
             Arc::strong_count(&runner.config),
-            3,
+            5,
             "a session with options has its own"
         );
         // Its own limit applies to it alone.

@@ -6,8 +6,8 @@
 //! which bits are set. The session task uses one bit per source (connection, commands,
 //! tools...); the OpenAI transport uses one for its socket's read side.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 
 use futures::task::AtomicWaker;
@@ -33,10 +33,12 @@ impl Wake for Source {
     }
 }
 
-/// The ready set and one waker for each of `N` sources (source `i` is bit `1 << i`).
+/// The ready set and one waker for each of `N` sources (source `i` is bit `1 << i`). A
+/// source's waker is made the first time the source is polled: a session that never runs a
+/// tool never allocates one for its tools.
 pub(crate) struct Wakes<const N: usize> {
     shared: Arc<Shared>,
-    wakers: [Waker; N],
+    wakers: [OnceLock<Waker>; N],
 }
 
 impl<const N: usize> Wakes<N> {
@@ -49,18 +51,21 @@ impl<const N: usize> Wakes<N> {
             ready: AtomicU32::new(Self::ALL),
             task: AtomicWaker::new(),
         });
-        let wakers = std::array::from_fn(|i| {
-            Waker::from(Arc::new(Source {
-                shared: shared.clone(),
-                bit: 1 << i,
-            }))
-        });
-        Self { shared, wakers }
+        Self {
+            shared,
+            wakers: std::array::from_fn(|_| OnceLock::new()),
+        }
     }
 
     /// A context whose waker marks `source` (a single bit) ready.
     pub(crate) fn context(&self, source: u32) -> Context<'_> {
-        Context::from_waker(&self.wakers[source.trailing_zeros() as usize])
+        let waker = self.wakers[source.trailing_zeros() as usize].get_or_init(|| {
+            Waker::from(Arc::new(Source {
+                shared: self.shared.clone(),
+                bit: source,
+            }))
+        });
+        Context::from_waker(waker)
     }
 
     /// Polls `source` again on the next pass (it had more than one pass's worth of work, or

@@ -28,9 +28,9 @@ pub use turn::{
     HandoffRecord, ResponseRecord, ToolCallRecord, TurnCause, TurnResult, TurnStatus, TurnTimings,
 };
 
-use crate::cost::PriceTable;
+use crate::config::RealtimeRunConfig;
 use crate::items::{History, RealtimeItem};
-use crate::model::{ModelCommand, SessionSettings, Usage, UserMessage};
+use crate::model::{ModelCommand, Usage, UserMessage};
 use crate::{Error, RealtimeAgent, Result, SessionSnapshot};
 
 /// What the runner tells a session about itself.
@@ -38,12 +38,9 @@ use crate::{Error, RealtimeAgent, Result, SessionSnapshot};
 pub(crate) struct SessionInfo {
     /// The session's id ([`RealtimeSessionHandle::session_id`]).
     pub(crate) id: String,
-    /// The session's settings before any agent's layer (for snapshots).
-    pub(crate) settings: SessionSettings,
-    /// The model its usage is priced as.
-    pub(crate) model: Option<String>,
-    /// The prices its usage is costed at.
-    pub(crate) prices: PriceTable,
+    /// The session's configuration, shared with its task: its settings before any agent's
+    /// layer (for snapshots), the model its usage is priced as and the prices.
+    pub(crate) config: Arc<RealtimeRunConfig>,
 }
 
 /// Cancels a session from outside, with a reason: the first reason given wins.
@@ -318,7 +315,7 @@ impl RealtimeSessionHandle {
         let history = self.history().await?;
         Ok(
             SessionSnapshot::new(self.info.id.clone(), agent.name(), history)
-                .with_settings(self.info.settings.clone()),
+                .with_settings(self.info.config.settings.clone()),
         )
     }
 }
@@ -456,7 +453,9 @@ impl RealtimeSession {
     /// ```
     pub fn cost_usd(&self) -> Option<f64> {
         let info = &self.handle.info;
-        info.prices.cost_usd(info.model.as_deref()?, &self.usage)
+        info.config
+            .prices
+            .cost_usd(info.config.model_name.as_deref()?, &self.usage)
     }
 
     /// See [`RealtimeSessionHandle::session_id`].

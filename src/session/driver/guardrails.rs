@@ -152,7 +152,7 @@ impl Driver {
         // At the end of the response, everything held is covered by this check.
         let audio_mark = if last { u64::MAX } else { self.held_seq + 1 };
         self.wakes.mark(super::wake::GUARDRAILS);
-        self.guardrails.push(
+        self.guardrails.get_or_insert_default().push(
             async move {
                 let runs = guardrails.iter().map(|g| {
                     let task = tokio::spawn(g.run(ctx.clone(), text.clone()));

@@ -213,14 +213,16 @@ pub(crate) struct Driver {
     /// Items this session created on the server: their echoes are not merged again.
     own_items: HashSet<String>,
     next_item_id: u64,
-    tools: FuturesUnordered<BoxFuture<'static, ToolDone>>,
+    /// Running tools; created with the first (a `FuturesUnordered` allocates when created).
+    tools: Option<FuturesUnordered<BoxFuture<'static, ToolDone>>>,
     tool_aborts: HashMap<String, AbortHandle>,
     calls_seen: HashSet<String>,
     batches: HashMap<String, Batch>,
     approvals: HashMap<String, PendingApproval>,
     always_approved: HashSet<String>,
     always_rejected: HashMap<String, Option<String>>,
-    guardrails: FuturesUnordered<BoxFuture<'static, GuardDone>>,
+    /// Running guardrail checks; created with the first.
+    guardrails: Option<FuturesUnordered<BoxFuture<'static, GuardDone>>>,
     guard: GuardText,
     blocked_response: Option<String>,
     held: VecDeque<Held>,
@@ -280,14 +282,14 @@ impl Driver {
             history: History::default(),
             own_items: HashSet::new(),
             next_item_id: 0,
-            tools: FuturesUnordered::new(),
+            tools: None,
             tool_aborts: HashMap::new(),
             calls_seen: HashSet::new(),
             batches: HashMap::new(),
             approvals: HashMap::new(),
             always_approved: HashSet::new(),
             always_rejected: HashMap::new(),
-            guardrails: FuturesUnordered::new(),
+            guardrails: None,
             guard: GuardText::default(),
             blocked_response: None,
             held: VecDeque::new(),
@@ -462,9 +464,10 @@ impl Driver {
 
     async fn run_tools(&mut self) {
         for _ in 0..BATCH {
-            let polled = self
-                .tools
-                .poll_next_unpin(&mut self.wakes.context(wake::TOOLS));
+            let Some(tools) = &mut self.tools else {
+                return;
+            };
+            let polled = tools.poll_next_unpin(&mut self.wakes.context(wake::TOOLS));
             match polled {
                 Poll::Ready(Some(done)) => self.on_tool_done(done).await,
                 Poll::Ready(None) | Poll::Pending => return,
@@ -475,9 +478,10 @@ impl Driver {
 
     async fn run_guardrails(&mut self) {
         for _ in 0..BATCH {
-            let polled = self
-                .guardrails
-                .poll_next_unpin(&mut self.wakes.context(wake::GUARDRAILS));
+            let Some(guardrails) = &mut self.guardrails else {
+                return;
+            };
+            let polled = guardrails.poll_next_unpin(&mut self.wakes.context(wake::GUARDRAILS));
             match polled {
                 Poll::Ready(Some(done)) => self.on_guardrails_done(done).await,
                 Poll::Ready(None) | Poll::Pending => return,

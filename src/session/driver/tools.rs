@@ -204,7 +204,7 @@ impl Driver {
         self.tool_aborts
             .insert(ctx.call_id.clone(), task.abort_handle());
         self.wakes.mark(super::wake::TOOLS);
-        self.tools.push(
+        self.tools.get_or_insert_default().push(
             async move {
                 let outcome = match task.await {
                     Ok(outcome) => outcome,
