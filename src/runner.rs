@@ -351,4 +351,70 @@ mod tests {
         plain.close().await;
         with_token.close().await;
     }
+
+    /// The fmt subscriber's output, shared with the test.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lines").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn session_lines_carry_the_callers_span_also_when_a_filter_leaves_the_session_span_out() {
+        // The test's own spans have this module as their target.
+        for filter in ["info", "warn,realtime_agents::runner::tests=info"] {
+            let lines = Lines::default();
+            let writer = lines.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::with_default(subscriber, || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    use tracing::Instrument as _;
+                    let call = tracing::info_span!("call", call_id = "CA-span-test");
+                    async {
+                        let runner = RealtimeRunner::new(RealtimeAgent::new("Spans"))
+                            .model(ScriptedModel::new());
+                        let mut session = runner
+                            .start(SessionOptions::new().max_duration(Duration::from_millis(20)))
+                            .await
+                            .expect("session");
+                        use futures::StreamExt as _;
+                        while let Some(event) = session.next().await {
+                            if matches!(event, crate::RealtimeSessionEvent::Closed { .. }) {
+                                break;
+                            }
+                        }
+                    }
+                    .instrument(call)
+                    .await;
+                });
+            });
+            let text = String::from_utf8(lines.0.lock().expect("lines").clone()).expect("utf-8");
+            let ended = text
+                .lines()
+                .find(|l| l.contains("session ended with an error"))
+                .unwrap_or_else(|| {
+                    panic!("filter {filter}: no line of the session's end:\n{text}")
+                });
+            assert!(
+                ended.contains("call_id=\"CA-span-test\"")
+                    || ended.contains("call_id=CA-span-test"),
+                "filter {filter}: {ended}"
+            );
+        }
+    }
 }

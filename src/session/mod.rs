@@ -372,8 +372,8 @@ impl RealtimeSession {
         info: SessionInfo,
     ) -> Self {
         let cancel = driver.cancel_token();
-        // The session task inherits the caller's span (e.g. a gateway call with its call id).
-        tokio::spawn(tracing::Instrument::in_current_span(driver.run()));
+        // `run` makes the session's span here, in the caller's (see there).
+        tokio::spawn(driver.run());
         Self {
             handle: RealtimeSessionHandle {
                 commands,

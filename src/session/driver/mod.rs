@@ -322,7 +322,14 @@ impl Driver {
     /// borrows it. (An `async fn` that takes the driver by value keeps two copies of it in its
     /// future, the argument and the local it moves into: 2.3 KiB more per session.)
     pub(crate) fn run(mut self) -> impl Future<Output = ()> + Send + 'static {
+        // A child of the caller's span (e.g. a gateway call with its call id). When a filter
+        // leaves it out, the caller's span takes its place, so that the session's lines still
+        // carry the caller's fields.
         let span = tracing::info_span!("realtime_session", agent = %self.agent.name());
+        let span = match span.is_disabled() {
+            true => tracing::Span::current(),
+            false => span,
+        };
         self.session_span = span.clone();
         async move { self.run_inner().await }.instrument(span)
     }
