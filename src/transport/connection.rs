@@ -51,6 +51,23 @@ impl Queues {
         self.frame_bytes
     }
 
+    /// Gives back the queues' buffers while they are empty. They grow with the first frames
+    /// and events and would otherwise stay with the connection for its whole life.
+    fn release_idle(&mut self) {
+        if self.events.is_empty() && self.events.capacity() != 0 {
+            self.events = VecDeque::new();
+        }
+        if self.frames.is_empty() && self.frames.capacity() != 0 {
+            self.frames = VecDeque::new();
+        }
+    }
+
+    /// Room the frame queue holds (for tests of its release).
+    #[cfg(test)]
+    pub(crate) fn frames_capacity(&self) -> usize {
+        self.frames.capacity()
+    }
+
     /// Drops the frames waiting to be written.
     pub(crate) fn clear_frames(&mut self) {
         self.frames.clear();
@@ -341,7 +358,12 @@ impl<P: WireProtocol> RealtimeConnection for Connection<P> {
                 };
                 match keepalive.poll(cx) {
                     KeepAliveStep::Idle => return Poll::Pending,
-                    KeepAliveStep::Ping => self.ws.queue_ping(),
+                    KeepAliveStep::Ping => {
+                        // A ping is due every `interval`, busy or not: a session that went
+                        // quiet has no use for its queues' buffers any more.
+                        self.q.release_idle();
+                        self.ws.queue_ping();
+                    }
                     KeepAliveStep::Expired if check => {
                         let timeout = keepalive.timeout;
                         self.finish(Some(Error::Timeout(format!(

@@ -241,6 +241,71 @@ pub mod bench {
 mod tests {
     use super::*;
     use crate::model::ModelEvent;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_quiet_connection_gives_back_its_queues_buffers_at_the_next_ping() {
+        use futures::{SinkExt as _, StreamExt as _};
+        use tokio_tungstenite::tungstenite::Message;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("ws://{}/v1/realtime", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            let mut ws = tokio_tungstenite::accept_async(stream)
+                .await
+                .expect("handshake");
+            let created = r#"{"type":"session.created","event_id":"e1","session":{"type":"realtime","id":"s1","object":"realtime.session","model":"gpt-realtime"}}"#;
+            ws.send(Message::text(created)).await.expect("send");
+            // Reading answers the client's pings.
+            while let Some(Ok(_)) = ws.next().await {}
+        });
+        let model = OpenAIRealtimeWebSocketModel::builder()
+            .url(url.clone())
+            .api_key("sk-test")
+            .ping(Some(Duration::from_millis(100)), Duration::from_secs(5))
+            .build();
+        let config = model.config.clone();
+        let ws = crate::transport::open(&url, &config.transport, false, &[])
+            .await
+            .expect("open");
+        let mut conn = Connection::new(ws, Protocol::new(config.clone()), &config.transport);
+        conn.q
+            .push_text(r#"{"type":"session.update","session":{"type":"realtime"}}"#.into());
+        let mut got_session = false;
+        while !got_session {
+            match tokio::time::timeout(
+                Duration::from_secs(5),
+                std::future::poll_fn(|cx| conn.poll_event(cx)),
+            )
+            .await
+            {
+                Ok(Some(ModelEvent::SessionUpdated { .. })) => got_session = true,
+                Ok(Some(_)) => {}
+                other => panic!("no session event: {other:?}"),
+            }
+        }
+        assert!(conn.q.events.capacity() > 0 && conn.q.frames_capacity() > 0);
+        // Quiet until the first ping is due (100 ms), and well past it.
+        let quiet = tokio::time::timeout(
+            Duration::from_millis(600),
+            std::future::poll_fn(|cx| conn.poll_event(cx)),
+        )
+        .await;
+        assert!(quiet.is_err(), "no event while quiet: {quiet:?}");
+        assert_eq!(conn.q.events.capacity(), 0);
+        assert_eq!(conn.q.frames_capacity(), 0);
+        // It goes on as before.
+        conn.send(crate::model::ModelCommand::CreateResponse)
+            .expect("send");
+        let quiet = tokio::time::timeout(
+            Duration::from_millis(50),
+            std::future::poll_fn(|cx| conn.poll_event(cx)),
+        )
+        .await;
+        assert!(quiet.is_err(), "{quiet:?}");
+    }
 
     #[test]
     fn endpoint_adds_model_or_call_id() {
