@@ -83,8 +83,13 @@ impl RealtimeRunner {
     /// Connects and starts a session. `context` is shared with tools, guardrails and dynamic
     /// instructions (pass `()` when there is none). The same as
     /// [`start`](Self::start) with only [`SessionOptions::context`] set.
-    pub async fn run<C: std::any::Any + Send + Sync>(&self, context: C) -> Result<RealtimeSession> {
-        self.start(SessionOptions::new().context(context)).await
+    ///
+    /// Like [`start`](Self::start), the returned future keeps only what connecting needs.
+    pub fn run<C: std::any::Any + Send + Sync>(
+        &self,
+        context: C,
+    ) -> impl Future<Output = Result<RealtimeSession>> + Send {
+        self.start(SessionOptions::new().context(context))
     }
 
     /// Connects and starts a session with `options` over the runner's configuration: one
@@ -100,8 +105,14 @@ impl RealtimeRunner {
     /// let long = runner.start(SessionOptions::new().max_duration(Duration::from_secs(3600))).await?;
     /// # drop((short, long)); Ok(()) }
     /// ```
-    pub async fn start(&self, options: SessionOptions) -> Result<RealtimeSession> {
-        self.launch(self.start_agent(), options, Launch::New).await
+    ///
+    /// The session's configuration is made when this is called; the returned future only
+    /// connects (it stays small while a server accepts many calls at once).
+    pub fn start(
+        &self,
+        options: SessionOptions,
+    ) -> impl Future<Output = Result<RealtimeSession>> + Send {
+        self.launch(Ok(self.start_agent()), options, Launch::New)
     }
 
     /// Continues a saved session ([`SessionSnapshot`]) in a new one: the agent named by the
@@ -122,25 +133,25 @@ impl RealtimeRunner {
     /// let session = runner.resume(saved, SessionOptions::new()).await?;
     /// # drop(session); Ok(()) }
     /// ```
-    pub async fn resume(
+    pub fn resume(
         &self,
         snapshot: SessionSnapshot,
         options: SessionOptions,
-    ) -> Result<RealtimeSession> {
+    ) -> impl Future<Output = Result<RealtimeSession>> + Send {
         let agent = self.find_agent(&snapshot.agent).ok_or_else(|| {
             Error::Config(format!(
                 "agent `{}` of the snapshot is neither `{}` nor reachable from it by handoffs",
                 snapshot.agent,
                 self.agent.name()
             ))
-        })?;
+        });
         let mut options = options;
         options.history = Some(snapshot.history);
         let saved = Launch::Resume {
             id: snapshot.session_id,
             settings: Box::new(snapshot.settings),
         };
-        self.launch(agent, options, saved).await
+        self.launch(agent, options, saved)
     }
 
     /// The agent named `name`: the starting agent, or one reachable from it through
@@ -176,13 +187,31 @@ impl RealtimeRunner {
         self.agent.clone()
     }
 
-    /// Connects and starts a session for `agent`.
-    pub(crate) async fn launch(
+    /// Connects and starts a session for `agent`. Everything but connecting is done when
+    /// this is called, so that the future holds only what connecting needs: an `async fn`
+    /// would keep its arguments (the options alone are over 500 bytes) for its whole life.
+    pub(crate) fn launch(
+        &self,
+        agent: Result<Arc<RealtimeAgent>>,
+        options: SessionOptions,
+        how: Launch,
+    ) -> impl Future<Output = Result<RealtimeSession>> + Send + use<> {
+        let launching = agent.and_then(|agent| self.prepare_launch(agent, options, how));
+        async move {
+            let launching = launching?;
+            let settings = agent_settings(&launching.shared, &launching.agent, false).await?;
+            let conn = launching.shared.model.connect(settings).await?;
+            Ok(launching.spawn(conn))
+        }
+    }
+
+    /// A session's configuration, context and cancellation, ready to connect.
+    fn prepare_launch(
         &self,
         agent: Arc<RealtimeAgent>,
         options: SessionOptions,
         how: Launch,
-    ) -> Result<RealtimeSession> {
+    ) -> Result<Launching> {
         let (options, context, token) = options.take_context_and_token();
         let one_shot = matches!(how, Launch::OneShot);
         let (id, settings) = match how {
@@ -220,24 +249,47 @@ impl RealtimeRunner {
             .tracker
             .clone()
             .unwrap_or_else(|| Arc::new(WallClockPlaybackTracker::default()));
-        let runner_token = config.cancel.clone();
-        let cancelled = Canceller::new(match (&token, &runner_token) {
+        let cancelled = Canceller::new(match (&token, &config.cancel) {
             (Some(token), _) | (None, Some(token)) => token.child_token(),
             (None, None) => CancellationToken::new(),
         });
-        let event_capacity = config.event_capacity;
-        let cancel_check = config.cancel_check.clone();
         let shared = Shared {
             config,
             context: context.unwrap_or_else(|| RunContext::new(())),
             tracker,
             model: self.model.clone(),
-            cancelled: cancelled.clone(),
+            cancelled,
         };
-        let settings = agent_settings(&shared, &agent, false).await?;
-        let conn = self.model.connect(settings).await?;
+        Ok(Launching {
+            agent,
+            shared,
+            info,
+            own_token: token.is_some(),
+        })
+    }
+}
+
+/// What [`RealtimeRunner::launch`] keeps while it connects.
+struct Launching {
+    agent: Arc<RealtimeAgent>,
+    shared: Shared,
+    info: SessionInfo,
+    /// The options brought a cancellation token of their own.
+    own_token: bool,
+}
+
+impl Launching {
+    /// Starts the session's task on `conn`, and its cancellation helpers.
+    fn spawn(self, conn: Box<dyn crate::model::RealtimeConnection>) -> RealtimeSession {
+        let Self {
+            agent,
+            shared,
+            info,
+            own_token,
+        } = self;
+        let cancelled = shared.cancelled.clone();
         // The helpers below end with the session: it cancels its token when it ends.
-        if let (Some(_), Some(runner_token)) = (&token, runner_token) {
+        if let (true, Some(runner_token)) = (own_token, shared.config.cancel.clone()) {
             // The session's token is the options' child; the runner's shutdown reaches it too.
             let cancelled = cancelled.clone();
             tokio::spawn(async move {
@@ -247,7 +299,7 @@ impl RealtimeRunner {
                 }
             });
         }
-        if let Some((interval, check)) = cancel_check {
+        if let Some((interval, check)) = shared.config.cancel_check.clone() {
             let cancelled = cancelled.clone();
             tokio::spawn(async move {
                 loop {
@@ -263,12 +315,10 @@ impl RealtimeRunner {
             });
         }
         let (command_tx, command_rx) = crate::session::queue::channel(256);
-        let (event_tx, event_rx) = crate::session::queue::channel(event_capacity);
+        let (event_tx, event_rx) = crate::session::queue::channel(shared.config.event_capacity);
         let (tail_tx, tail_rx) = oneshot::channel();
         let driver = Driver::new(conn, command_rx, event_tx, tail_tx, shared, agent);
-        Ok(RealtimeSession::spawn(
-            driver, command_tx, event_rx, tail_rx, cancelled, info,
-        ))
+        RealtimeSession::spawn(driver, command_tx, event_rx, tail_rx, cancelled, info)
     }
 }
 

@@ -100,7 +100,7 @@ impl RealtimeRunner {
     ) -> Result<OneShotResult> {
         let begun = Instant::now();
         let mut session = tokio::select! {
-            session = self.launch(self.start_agent(), options, Launch::OneShot) => session?,
+            session = self.launch(Ok(self.start_agent()), options, Launch::OneShot) => session?,
             error = abort => return Err(error),
         };
         started(&session.handle());
