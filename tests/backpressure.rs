@@ -19,8 +19,9 @@ use realtime_agents::{
     RealtimeAgent, RealtimeRunConfig, RealtimeRunner, RealtimeSessionEvent as E,
 };
 use serde_json::json;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Notify;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 /// Audio deltas the server tries to send: 10 ms each, about 750 bytes a frame, 75 MB in all,
@@ -38,6 +39,52 @@ fn delta_frame(k: usize) -> String {
     .to_string()
 }
 
+/// Waits until `count` has not moved for a second, and returns where it stopped; fails after
+/// `limit` (`what` names the count).
+async fn settled(count: &AtomicUsize, limit: Duration, what: &str) -> usize {
+    let mut last = count.load(Ordering::SeqCst);
+    let mut still = 0;
+    let deadline = tokio::time::Instant::now() + limit;
+    while still < 10 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the {what} never stopped (at {})",
+            count.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = count.load(Ordering::SeqCst);
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+    }
+    last
+}
+
+/// Accepts the session's WebSocket and sends `session.created`.
+async fn accept_session(
+    listener: &TcpListener,
+) -> (
+    futures::stream::SplitSink<WebSocketStream<TcpStream>, Message>,
+    futures::stream::SplitStream<WebSocketStream<TcpStream>>,
+) {
+    let (stream, _) = listener.accept().await.expect("accept");
+    let ws = tokio_tungstenite::accept_async(stream)
+        .await
+        .expect("handshake");
+    let (mut sink, source) = ws.split();
+    sink.send(session_created()).await.expect("send");
+    (sink, source)
+}
+
+/// The server's first frame.
+fn session_created() -> Message {
+    let created = json!({"type": "session.created", "event_id": "ev_sc", "session": {
+        "type": "realtime", "id": "sess_1", "object": "realtime.session", "model": "gpt-realtime",
+        "output_modalities": ["audio"],
+        "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000}, "turn_detection": null},
+                  "output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "alloy"}}}});
+    Message::text(created.to_string())
+}
+
 /// Starts a server that sends `session.created` and then `DELTAS` audio deltas as fast as the
 /// client takes them, counting those written.
 async fn flooding_server() -> (String, Arc<AtomicUsize>) {
@@ -46,21 +93,9 @@ async fn flooding_server() -> (String, Arc<AtomicUsize>) {
     let written = Arc::new(AtomicUsize::new(0));
     let counter = written.clone();
     tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.expect("accept");
-        let ws = tokio_tungstenite::accept_async(stream)
-            .await
-            .expect("handshake");
-        let (mut sink, mut source) = ws.split();
+        let (mut sink, mut source) = accept_session(&listener).await;
         // Keep reading what the client sends (session.update), and drop it.
         tokio::spawn(async move { while let Some(Ok(_)) = source.next().await {} });
-        let created = json!({"type": "session.created", "event_id": "ev_sc", "session": {
-            "type": "realtime", "id": "sess_1", "object": "realtime.session", "model": "gpt-realtime",
-            "output_modalities": ["audio"],
-            "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000}, "turn_detection": null},
-                      "output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "alloy"}}}});
-        sink.send(Message::text(created.to_string()))
-            .await
-            .expect("send");
         for k in 0..DELTAS {
             if sink
                 .send(Message::Text(Utf8Bytes::from(delta_frame(k))))
@@ -92,21 +127,7 @@ async fn a_stalled_consumer_stops_the_socket_and_loses_nothing() {
 
     // The consumer reads nothing. The server gets ahead only until the buffers between the two
     // are full: the event channel, the session's read buffer and the kernel's socket buffers.
-    let mut last = written.load(Ordering::SeqCst);
-    let mut still = 0;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while still < 10 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the server never stalled ({} of {DELTAS} written)",
-            written.load(Ordering::SeqCst)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = written.load(Ordering::SeqCst);
-        still = if now == last { still + 1 } else { 0 };
-        last = now;
-    }
-    let stalled_at = last;
+    let stalled_at = settled(&written, Duration::from_secs(30), "server's writes").await;
     eprintln!(
         "the server stalled after {stalled_at} of {DELTAS} deltas (~{} KiB in flight)",
         stalled_at * delta_frame(0).len() / 1024
@@ -175,19 +196,7 @@ async fn deaf_server(read: Arc<Notify>) -> (String, Arc<Received>) {
     let received = Arc::new(Received::default());
     let seen = received.clone();
     tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.expect("accept");
-        let ws = tokio_tungstenite::accept_async(stream)
-            .await
-            .expect("handshake");
-        let (mut sink, mut source) = ws.split();
-        let created = json!({"type": "session.created", "event_id": "ev_sc", "session": {
-            "type": "realtime", "id": "sess_1", "object": "realtime.session", "model": "gpt-realtime",
-            "output_modalities": ["audio"],
-            "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000}, "turn_detection": null},
-                      "output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "alloy"}}}});
-        sink.send(Message::text(created.to_string()))
-            .await
-            .expect("send");
+        let (_sink, mut source) = accept_session(&listener).await;
         read.notified().await;
         while let Some(Ok(message)) = source.next().await {
             let Message::Text(text) = message else {
@@ -252,20 +261,7 @@ async fn a_server_that_stops_reading_holds_the_sender_and_loses_nothing() {
 
     // The server reads nothing: the sender gets ahead only until the buffers between the two
     // are full, and then waits in `send_audio`.
-    let mut last = sent.load(Ordering::SeqCst);
-    let mut still = 0;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while still < 10 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the sender never waited ({} of {APPENDS} sent)",
-            sent.load(Ordering::SeqCst)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = sent.load(Ordering::SeqCst);
-        still = if now == last { still + 1 } else { 0 };
-        last = now;
-    }
+    let last = settled(&sent, Duration::from_secs(60), "application's sends").await;
     eprintln!(
         "the sender waited after {last} of {APPENDS} appends (~{} KiB in flight)",
         last * CHUNK_BYTES * 4 / 3 / 1024
