@@ -251,6 +251,7 @@ mod tests {
             .await
             .expect("bind");
         let url = format!("ws://{}/v1/realtime", listener.local_addr().expect("addr"));
+        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             let (stream, _) = listener.accept().await.expect("accept");
             let mut ws = tokio_tungstenite::accept_async(stream)
@@ -258,8 +259,12 @@ mod tests {
                 .expect("handshake");
             let created = r#"{"type":"session.created","event_id":"e1","session":{"type":"realtime","id":"s1","object":"realtime.session","model":"gpt-realtime"}}"#;
             ws.send(Message::text(created)).await.expect("send");
-            // Reading answers the client's pings.
-            while let Some(Ok(_)) = ws.next().await {}
+            // Reading answers the client's pings; the client's text frames are passed on.
+            while let Some(Ok(message)) = ws.next().await {
+                if let Message::Text(text) = message {
+                    let _ = seen_tx.send(text.to_string());
+                }
+            }
         });
         let model = OpenAIRealtimeWebSocketModel::builder()
             .url(url.clone())
@@ -296,15 +301,24 @@ mod tests {
         assert!(quiet.is_err(), "no event while quiet: {quiet:?}");
         assert_eq!(conn.q.events.capacity(), 0);
         assert_eq!(conn.q.frames_capacity(), 0);
-        // It goes on as before.
+        // It goes on as before: a command queued now reaches the server.
         conn.send(crate::model::ModelCommand::CreateResponse)
             .expect("send");
-        let quiet = tokio::time::timeout(
+        let _ = tokio::time::timeout(
             Duration::from_millis(50),
             std::future::poll_fn(|cx| conn.poll_event(cx)),
         )
         .await;
-        assert!(quiet.is_err(), "{quiet:?}");
+        let arrived = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(text) = seen.recv().await {
+                if text.contains(r#""type":"response.create""#) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert!(matches!(arrived, Ok(true)), "{arrived:?}");
     }
 
     #[test]
