@@ -205,12 +205,23 @@ impl SessionOptions {
     /// Whether [`apply`](Self::apply) leaves the runner's configuration as it is (only the
     /// context and the cancellation token, which are not part of it, may be set).
     pub(crate) fn keeps_config(&self) -> bool {
-        self.settings.is_none()
-            && self.history.is_none()
-            && self.max_duration.is_none()
-            && self.tracker.is_none()
-            && self.event_capacity.is_none()
-            && self.budget.is_none()
+        // Every field named, so that a new option cannot be forgotten here.
+        let Self {
+            context: _,
+            cancel: _,
+            max_duration,
+            tracker,
+            history,
+            event_capacity,
+            settings,
+            budget,
+        } = self;
+        settings.is_none()
+            && history.is_none()
+            && max_duration.is_none()
+            && tracker.is_none()
+            && event_capacity.is_none()
+            && budget.is_none()
     }
 
     /// Takes out the context and the cancellation token, which are not part of the
