@@ -121,16 +121,23 @@ pub(crate) trait WireProtocol: Send + 'static {
 /// the socket was read dry: when the session was busy waiting for the application, the frames
 /// (and the pong) that arrived meanwhile are still in the socket's buffers, and are read first.
 /// A frozen server is thus reported at most `interval + timeout` after its last frame.
+///
+/// One timer serves both: it is set for the next ping, and while a ping is unanswered for its
+/// deadline. The connection polls it only when it fired (its own wake-up source) or was just
+/// set, not on every pass: a busy connection passes once per frame.
 struct KeepAlive {
-    ping: tokio::time::Interval,
+    interval: Duration,
     timeout: Duration,
-    /// Armed while a ping is unanswered (no frame since it was sent).
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// When the unanswered ping went out (no frame since).
+    sent: Option<tokio::time::Instant>,
+    /// The timer fired or was set again: poll it (to act, or to register its waker).
+    due: bool,
 }
 
 /// What the keep-alive wants done.
 enum KeepAliveStep {
-    /// Nothing until a timer fires.
+    /// Nothing until its timer fires.
     Idle,
     /// Send a ping.
     Ping,
@@ -140,34 +147,42 @@ enum KeepAliveStep {
 
 impl KeepAlive {
     fn new(interval: Duration, timeout: Duration) -> Self {
-        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Self {
-            ping,
+            interval,
             timeout,
-            deadline: None,
+            timer: Box::pin(tokio::time::sleep(interval)),
+            sent: None,
+            due: true,
         }
     }
 
-    /// A frame arrived: the server is alive.
+    /// A frame arrived: the server is alive. The next ping is due `interval` after the last.
     fn alive(&mut self) {
-        self.deadline = None;
+        if let Some(sent) = self.sent.take() {
+            self.timer.as_mut().reset(sent + self.interval);
+            self.due = true;
+        }
     }
 
-    fn poll(&mut self, cx: &mut Context<'_>) -> KeepAliveStep {
-        if let Some(deadline) = &mut self.deadline {
-            if deadline.as_mut().poll(cx).is_ready() {
-                return KeepAliveStep::Expired;
-            }
+    /// `check`: the socket was read dry after an expiry; judge the server even if the timer
+    /// did not wake the connection since.
+    fn poll(&mut self, cx: &mut Context<'_>, check: bool) -> KeepAliveStep {
+        if !self.due && !check {
+            return KeepAliveStep::Idle;
         }
-        if self.ping.poll_tick(cx).is_ready() && self.deadline.is_none() {
-            let mut deadline = Box::pin(tokio::time::sleep(self.timeout));
-            // Registers the deadline's timer.
-            let _ = deadline.as_mut().poll(cx);
-            self.deadline = Some(deadline);
-            return KeepAliveStep::Ping;
+        self.due = false;
+        if self.timer.as_mut().poll(cx).is_pending() {
+            return KeepAliveStep::Idle;
         }
-        KeepAliveStep::Idle
+        if self.sent.is_some() {
+            return KeepAliveStep::Expired;
+        }
+        let now = tokio::time::Instant::now();
+        self.sent = Some(now);
+        self.timer.as_mut().reset(now + self.timeout);
+        // Registers the deadline's waker at the next poll.
+        self.due = true;
+        KeepAliveStep::Ping
     }
 }
 
@@ -180,18 +195,23 @@ pub(crate) struct Connection<P> {
     max_send_queue: usize,
     /// Frames were taken for writing but the socket has not taken (or flushed) all of them.
     flush_pending: bool,
+    /// A response ended or the session was (re)configured: once nothing waits, the session is
+    /// between turns, and the queues give their buffers back.
+    between_turns: bool,
     /// Whether the socket's read side woke since reading last came up empty: only then is a
     /// read tried (an empty try still costs a system call, and the session polls the
-    /// connection after every frame it sends).
-    read: Wakes<1>,
+    /// connection after every frame it sends). And whether the keep-alive's timer fired.
+    wakes: Wakes<2>,
     closing: bool,
     /// Closing waits for the protocol's own closing handshake to end.
     close_wait: bool,
     finished: bool,
 }
 
-/// The only source of [`Connection::read`].
+/// The socket's read side, a source of [`Connection::wakes`].
 const READ: u32 = 1;
+/// The keep-alive's timer, the other source of [`Connection::wakes`].
+const TIMER: u32 = 1 << 1;
 
 impl<P: WireProtocol> Connection<P> {
     pub(crate) fn new(ws: Socket, proto: P, options: &Options) -> Self {
@@ -205,7 +225,8 @@ impl<P: WireProtocol> Connection<P> {
             keepalive,
             max_send_queue: options.max_send_queue,
             flush_pending: false,
-            read: Wakes::new(),
+            between_turns: false,
+            wakes: Wakes::new(),
             closing: false,
             close_wait: false,
             finished: false,
@@ -235,6 +256,15 @@ impl<P: WireProtocol> Connection<P> {
             Poll::Ready(Err(e)) => Err(e),
             _ => Ok(()),
         }
+    }
+
+    /// Nothing to read or return: between turns, the queues' buffers go back (the next turn
+    /// makes them again, once per turn rather than once per frame).
+    fn idle(&mut self) -> Poll<Option<ModelEvent>> {
+        if std::mem::take(&mut self.between_turns) {
+            self.q.release_idle();
+        }
+        Poll::Pending
     }
 
     /// Handles one frame (or the end of the stream) read from the socket.
@@ -329,6 +359,12 @@ impl<P: WireProtocol> RealtimeConnection for Connection<P> {
         let mut check = false;
         loop {
             if let Some(event) = self.q.events.pop_front() {
+                if matches!(
+                    event,
+                    ModelEvent::ResponseDone { .. } | ModelEvent::SessionUpdated { .. }
+                ) {
+                    self.between_turns = true;
+                }
                 return Poll::Ready(Some(event));
             }
             if self.finished {
@@ -338,26 +374,30 @@ impl<P: WireProtocol> RealtimeConnection for Connection<P> {
                 self.finish(Some(Error::Protocol(format!("write failed: {e}"))));
                 continue;
             }
-            let polled = if self.read.take(cx) != 0 || check {
-                self.ws.poll_next(&mut self.read.context(READ))
+            let ready = self.wakes.take(cx);
+            if let Some(keepalive) = &mut self.keepalive {
+                keepalive.due |= ready & TIMER != 0;
+            }
+            let polled = if ready & READ != 0 || check {
+                self.ws.poll_next(&mut self.wakes.context(READ))
             } else {
                 Poll::Pending
             };
             if polled.is_ready() {
                 // There may be more: read again on the next poll.
-                self.read.mark(READ);
+                self.wakes.mark(READ);
                 if let Some(keepalive) = &mut self.keepalive {
                     keepalive.alive();
                 }
                 check = false;
             }
             let Poll::Ready(polled) = polled else {
-                // Nothing more to read: only the keep-alive's timers are left.
+                // Nothing more to read: only the keep-alive's timer is left.
                 let Some(keepalive) = &mut self.keepalive else {
-                    return Poll::Pending;
+                    return self.idle();
                 };
-                match keepalive.poll(cx) {
-                    KeepAliveStep::Idle => return Poll::Pending,
+                match keepalive.poll(&mut self.wakes.context(TIMER), check) {
+                    KeepAliveStep::Idle => return self.idle(),
                     KeepAliveStep::Ping => {
                         // A ping is due every `interval`, busy or not: a session that went
                         // quiet has no use for its queues' buffers any more.

@@ -244,7 +244,7 @@ mod tests {
     use std::time::Duration;
 
     #[tokio::test]
-    async fn a_quiet_connection_gives_back_its_queues_buffers_at_the_next_ping() {
+    async fn a_connection_gives_back_its_queues_buffers_between_turns_and_at_a_quiet_ping() {
         use futures::{SinkExt as _, StreamExt as _};
         use tokio_tungstenite::tungstenite::Message;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -259,9 +259,15 @@ mod tests {
                 .expect("handshake");
             let created = r#"{"type":"session.created","event_id":"e1","session":{"type":"realtime","id":"s1","object":"realtime.session","model":"gpt-realtime"}}"#;
             ws.send(Message::text(created)).await.expect("send");
-            // Reading answers the client's pings; the client's text frames are passed on.
+            // Reading answers the client's pings; the client's text frames are passed on, and a
+            // `response.create` is answered with a frame (no response: a turn left open).
             while let Some(Ok(message)) = ws.next().await {
                 if let Message::Text(text) = message {
+                    if text.contains(r#""type":"response.create""#) {
+                        let limits =
+                            r#"{"type":"rate_limits.updated","event_id":"e2","rate_limits":[]}"#;
+                        ws.send(Message::text(limits)).await.expect("send");
+                    }
                     let _ = seen_tx.send(text.to_string());
                 }
             }
@@ -292,23 +298,24 @@ mod tests {
             }
         }
         assert!(conn.q.events.capacity() > 0 && conn.q.frames_capacity() > 0);
-        // Quiet until the first ping is due (100 ms), and well past it.
+        // The session is configured and nothing waits: between turns, before any ping is due.
         let quiet = tokio::time::timeout(
-            Duration::from_millis(600),
+            Duration::from_millis(30),
             std::future::poll_fn(|cx| conn.poll_event(cx)),
         )
         .await;
         assert!(quiet.is_err(), "no event while quiet: {quiet:?}");
         assert_eq!(conn.q.events.capacity(), 0);
         assert_eq!(conn.q.frames_capacity(), 0);
-        // It goes on as before: a command queued now reaches the server.
+        // A turn that stays open: the command reaches the server, whose answer comes back.
         conn.send(crate::model::ModelCommand::CreateResponse)
             .expect("send");
-        let _ = tokio::time::timeout(
-            Duration::from_millis(50),
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
             std::future::poll_fn(|cx| conn.poll_event(cx)),
         )
         .await;
+        assert!(matches!(answer, Ok(Some(ModelEvent::Raw(_)))), "{answer:?}");
         let arrived = tokio::time::timeout(Duration::from_secs(5), async {
             while let Some(text) = seen.recv().await {
                 if text.contains(r#""type":"response.create""#) {
@@ -319,6 +326,87 @@ mod tests {
         })
         .await;
         assert!(matches!(arrived, Ok(true)), "{arrived:?}");
+        assert!(conn.q.events.capacity() > 0 && conn.q.frames_capacity() > 0);
+        // No response ends it, so only the keep-alive's ping (100 ms) gives the buffers back.
+        let quiet = tokio::time::timeout(
+            Duration::from_millis(600),
+            std::future::poll_fn(|cx| conn.poll_event(cx)),
+        )
+        .await;
+        assert!(quiet.is_err(), "no event while quiet: {quiet:?}");
+        assert_eq!(conn.q.events.capacity(), 0);
+        assert_eq!(conn.q.frames_capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn pings_go_out_while_frames_stream_in_and_a_server_gone_silent_is_reported() {
+        use futures::{SinkExt as _, StreamExt as _};
+        use tokio_tungstenite::tungstenite::Message;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("ws://{}/v1/realtime", listener.local_addr().expect("addr"));
+        let (pings_tx, mut pings) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            let mut ws = tokio_tungstenite::accept_async(stream)
+                .await
+                .expect("handshake");
+            // A frame every 10 ms for 600 ms; the pings that come meanwhile are answered.
+            let frame = r#"{"type":"rate_limits.updated","event_id":"e","rate_limits":[]}"#;
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            for _ in 0..60 {
+                tokio::select! {
+                    _ = tick.tick() => ws.send(Message::text(frame)).await.expect("send"),
+                    Some(Ok(message)) = ws.next() => {
+                        if matches!(message, Message::Ping(_)) {
+                            let _ = pings_tx.send(());
+                        }
+                    }
+                }
+            }
+            // Then silent: nothing sent, nothing read (no pong), the socket kept open.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(ws);
+        });
+        let model = OpenAIRealtimeWebSocketModel::builder()
+            .url(url.clone())
+            .api_key("sk-test")
+            .ping(Some(Duration::from_millis(100)), Duration::from_millis(200))
+            .build();
+        let config = model.config.clone();
+        let ws = crate::transport::open(&url, &config.transport, false, &[])
+            .await
+            .expect("open");
+        let mut conn = Connection::new(ws, Protocol::new(config.clone()), &config.transport);
+        let started = std::time::Instant::now();
+        let ended = loop {
+            let polled = tokio::time::timeout(
+                Duration::from_secs(5),
+                std::future::poll_fn(|cx| conn.poll_event(cx)),
+            )
+            .await;
+            match polled {
+                Ok(Some(ModelEvent::Closed { error })) => break error,
+                Ok(Some(_)) => {}
+                other => panic!("the connection hung or ended without a reason: {other:?}"),
+            }
+        };
+        let elapsed = started.elapsed();
+        let mut pinged = 0;
+        while pings.try_recv().is_ok() {
+            pinged += 1;
+        }
+        assert!(pinged >= 4, "a ping every 100 ms while busy, got {pinged}");
+        assert!(
+            matches!(&ended, Some(crate::Error::Timeout(m)) if m.contains("after a ping")),
+            "{ended:?}"
+        );
+        // Silent from 0.6 s: the next ping within 100 ms, then 200 ms to answer.
+        assert!(
+            elapsed < Duration::from_secs(3),
+            "reported after {elapsed:?}"
+        );
     }
 
     #[test]
