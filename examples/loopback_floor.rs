@@ -18,6 +18,13 @@
 //! channel from the pacer to the task that owns the socket (the session task), so the cost of
 //! those hand-offs shows on its own.
 //!
+//! `--codec` also does the wire work a session does per chunk, with this crate's own codec, in
+//! the task that owns the socket: each chunk written is first encoded as an
+//! `input_audio_buffer.append` (base64 and JSON), each chunk read is decoded as a
+//! `response.output_audio.delta` (JSON and base64, into the model's events). With `--hops` as
+//! well, what is left between this and `loadtest` is the session's own work: its state, its
+//! events, the WebSocket framing.
+//!
 //! Prints one JSON line with the fields of `loadtest` that apply: `cpu_us_per_chunk` (client
 //! CPU, user + system, over the chunks moved both ways), `cpu_ms_per_stream_second`, the
 //! delays from the server's write to the client's read, and `server_cpu_seconds`.
@@ -33,6 +40,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use realtime_agents::model::bench::Wire;
+use realtime_agents::model::{ModelCommand, ModelEvent};
 
 use measure::{Histogram, announce_and_wait, args_or_exit, pid_cpu, process_cpu, spawn_server};
 
@@ -42,6 +53,7 @@ const USAGE: &str = "usage: loopback_floor [--sessions N] [--seconds T] [--warmu
      --warmup    seconds of traffic before the window (default 3)\n\
      --workers   runtime worker threads, client and server each (default 2)\n\
      --hops      pass every frame through a channel to another task, both ways (as a session does)\n\
+     --codec     encode and decode each chunk with the crate's wire codec, as a session does\n\
      --server-share  the share of 20 ms ticks on which the server sends (default 1; loadtest's\n\
                  assistant talks about 0.63 of the time: use that to move the same mix of chunks)\n\
      --serve     run only the server and print its address (used by the default mode)";
@@ -58,6 +70,7 @@ struct Args {
     warmup: f64,
     workers: usize,
     hops: bool,
+    codec: bool,
     server_share: f64,
     serve: bool,
 }
@@ -69,6 +82,7 @@ fn parse_args() -> Result<Args, String> {
         warmup: 3.0,
         workers: 2,
         hops: false,
+        codec: false,
         server_share: 1.0,
         serve: false,
     };
@@ -80,6 +94,7 @@ fn parse_args() -> Result<Args, String> {
             "--warmup" => args.warmup = flags.value(&arg)?,
             "--workers" => args.workers = flags.value(&arg)?,
             "--hops" => args.hops = true,
+            "--codec" => args.codec = true,
             "--server-share" => args.server_share = flags.value(&arg)?,
             "--serve" => args.serve = true,
             "-h" | "--help" => return Err(String::new()),
@@ -117,13 +132,20 @@ fn now_us() -> u64 {
 
 /// Writes a frame to every connection of the group on a `share` of the 20 ms ticks (spread
 /// evenly) until `stop`; a frame starts with its send time. Connections whose peer is gone are
-/// dropped.
+/// dropped. With `codec`, each frame is first encoded as an audio append, on the connection's
+/// own wire state.
 async fn pace(
     mut group: Vec<OwnedWriteHalf>,
     share: f64,
+    codec: bool,
     sent: Arc<AtomicU64>,
     stop: watch::Receiver<bool>,
 ) {
+    let audio = pcm_chunk();
+    let mut wires: Vec<Wire> = match codec {
+        true => group.iter().map(|_| Wire::new()).collect(),
+        false => Vec::new(),
+    };
     let mut frame = vec![0u8; FRAME];
     let mut tick = tokio::time::interval(CHUNK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -136,12 +158,22 @@ async fn pace(
         }
         let mut i = 0;
         while i < group.len() {
+            if let Some(wire) = wires.get_mut(i) {
+                let audio = audio.clone();
+                wire.encode(ModelCommand::Audio {
+                    audio,
+                    commit: false,
+                });
+            }
             frame[..8].copy_from_slice(&now_us().to_le_bytes());
             if group[i].write_all(&frame).await.is_ok() {
                 sent.fetch_add(1, Ordering::Relaxed);
                 i += 1;
             } else {
                 group.swap_remove(i);
+                if i < wires.len() {
+                    wires.swap_remove(i);
+                }
             }
         }
     }
@@ -182,6 +214,7 @@ async fn serve(share: f64) -> Result<(), String> {
             tokio::spawn(pace(
                 std::mem::take(&mut group),
                 share,
+                false,
                 sent.clone(),
                 stop.clone(),
             ));
@@ -192,13 +225,34 @@ async fn serve(share: f64) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// With `--codec`: 20 ms of 24 kHz PCM16, as the load test's microphone sends it.
+fn pcm_chunk() -> bytes::Bytes {
+    (0..480u32)
+        .flat_map(|i| (((i * 37) % 2000) as i16 - 1000).to_le_bytes())
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+/// With `--codec`: a `response.output_audio.delta` frame with 20 ms of audio, in the API's
+/// field order.
+fn audio_delta_frame() -> Utf8Bytes {
+    use base64::Engine as _;
+    let delta = base64::engine::general_purpose::STANDARD.encode(pcm_chunk());
+    format!(
+        r#"{{"type":"response.output_audio.delta","event_id":"event_4711","response_id":"resp_12","item_id":"item_34","output_index":0,"content_index":0,"delta":"{delta}"}}"#
+    )
+    .into()
+}
+
 /// Reads one connection's frames and records their delays until the peer or `stop` ends it;
-/// with `hops`, through a channel to another task.
+/// with `hops`, through a channel to another task, and with `codec`, decoding each as an audio
+/// delta first.
 async fn receive(
     mut read: tokio::net::tcp::OwnedReadHalf,
     received: Arc<AtomicU64>,
     delays: Arc<Histogram>,
     hops: bool,
+    codec: bool,
 ) {
     let record = move |frame: &[u8]| {
         let mut stamp = [0u8; 8];
@@ -207,8 +261,13 @@ async fn receive(
         received.fetch_add(1, Ordering::Relaxed);
     };
     let mut frame = vec![0u8; FRAME];
+    let mut wire = codec.then(|| (Wire::new(), audio_delta_frame(), Vec::new()));
     if !hops {
         while read.read_exact(&mut frame).await.is_ok() {
+            if let Some((wire, delta, events)) = &mut wire {
+                wire.decode(delta.clone(), events);
+                events.clear();
+            }
             record(&frame);
         }
         return;
@@ -220,20 +279,33 @@ async fn receive(
         }
     });
     while read.read_exact(&mut frame).await.is_ok() {
+        if let Some((wire, delta, events)) = &mut wire {
+            wire.decode(delta.clone(), events);
+            events.clear();
+        }
         if tx.send(frame.clone()).await.is_err() {
             return;
         }
     }
 }
 
-/// With `--hops`: the task that owns a connection's write half, fed by a channel.
+/// With `--hops`: the task that owns a connection's write half, fed by a channel; with
+/// `codec`, it encodes an audio append for each frame first.
 struct Relay(mpsc::Sender<Vec<u8>>);
 
 impl Relay {
-    fn new(mut write: OwnedWriteHalf) -> Self {
+    fn new(mut write: OwnedWriteHalf, codec: bool) -> Self {
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
         tokio::spawn(async move {
+            let mut wire = codec.then(|| (Wire::new(), pcm_chunk()));
             while let Some(frame) = rx.recv().await {
+                if let Some((wire, audio)) = &mut wire {
+                    let audio = audio.clone();
+                    wire.encode(ModelCommand::Audio {
+                        audio,
+                        commit: false,
+                    });
+                }
                 if write.write_all(&frame).await.is_err() {
                     return;
                 }
@@ -260,6 +332,18 @@ async fn pace_relays(group: Vec<Relay>, sent: Arc<AtomicU64>, stop: watch::Recei
 }
 
 async fn run(args: &Args) -> Result<(), String> {
+    if args.codec {
+        // The codec must do a session's work, not stop at an error: the frame is an audio delta.
+        let mut events = Vec::new();
+        Wire::new().decode(audio_delta_frame(), &mut events);
+        let audio = events.iter().find_map(|e| match e {
+            ModelEvent::Audio { data, .. } => Some(data.len()),
+            _ => None,
+        });
+        if audio != Some(pcm_chunk().len()) {
+            return Err(format!("--codec: the delta frame decoded to {events:?}"));
+        }
+    }
     let (mut child, addr) = spawn_server(&[
         "--serve",
         "--workers",
@@ -285,6 +369,7 @@ async fn run(args: &Args) -> Result<(), String> {
             received.clone(),
             delays.clone(),
             args.hops,
+            args.codec,
         )));
         writers.push(write);
     }
@@ -292,10 +377,13 @@ async fn run(args: &Args) -> Result<(), String> {
     while !writers.is_empty() {
         let group = writers.split_off(writers.len().saturating_sub(PACER_GROUP));
         pacers.push(if args.hops {
-            let relays = group.into_iter().map(Relay::new).collect();
+            let relays = group
+                .into_iter()
+                .map(|w| Relay::new(w, args.codec))
+                .collect();
             tokio::spawn(pace_relays(relays, sent.clone(), stop.clone()))
         } else {
-            tokio::spawn(pace(group, 1.0, sent.clone(), stop.clone()))
+            tokio::spawn(pace(group, 1.0, args.codec, sent.clone(), stop.clone()))
         });
     }
     tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
@@ -351,6 +439,7 @@ async fn run(args: &Args) -> Result<(), String> {
             "server_cpu_seconds": server0.zip(server1).map(|(a, b)| round(b - a, 3)),
             "client_workers": args.workers,
             "hops": args.hops,
+            "codec": args.codec,
             "server_share": args.server_share,
         })
     );
