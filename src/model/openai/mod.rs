@@ -243,20 +243,48 @@ mod tests {
     use crate::model::ModelEvent;
     use std::time::Duration;
 
-    #[tokio::test]
-    async fn a_connection_gives_back_its_queues_buffers_between_turns_and_at_a_quiet_ping() {
-        use futures::{SinkExt as _, StreamExt as _};
-        use tokio_tungstenite::tungstenite::Message;
+    type ServerSocket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+    /// A loopback WebSocket server that accepts one connection and hands it to `serve`; its URL.
+    async fn serve_one<F, Fut>(serve: F) -> String
+    where
+        F: FnOnce(ServerSocket) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let url = format!("ws://{}/v1/realtime", listener.local_addr().expect("addr"));
-        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             let (stream, _) = listener.accept().await.expect("accept");
-            let mut ws = tokio_tungstenite::accept_async(stream)
+            let ws = tokio_tungstenite::accept_async(stream)
                 .await
                 .expect("handshake");
+            serve(ws).await;
+        });
+        url
+    }
+
+    /// A connection to `url` with a ping every `interval`, `timeout` to answer.
+    async fn connect(url: &str, interval: Duration, timeout: Duration) -> Connection<Protocol> {
+        let model = OpenAIRealtimeWebSocketModel::builder()
+            .url(url)
+            .api_key("sk-test")
+            .ping(Some(interval), timeout)
+            .build();
+        let config = model.config.clone();
+        let ws = crate::transport::open(url, &config.transport, false, &[])
+            .await
+            .expect("open");
+        Connection::new(ws, Protocol::new(config.clone()), &config.transport)
+    }
+
+    #[tokio::test]
+    async fn a_connection_gives_back_its_queues_buffers_between_turns_and_at_a_quiet_ping() {
+        use futures::{SinkExt as _, StreamExt as _};
+        use tokio_tungstenite::tungstenite::Message;
+        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        let url = serve_one(|mut ws| async move {
             let created = r#"{"type":"session.created","event_id":"e1","session":{"type":"realtime","id":"s1","object":"realtime.session","model":"gpt-realtime"}}"#;
             ws.send(Message::text(created)).await.expect("send");
             // Reading answers the client's pings; the client's text frames are passed on, and a
@@ -271,17 +299,9 @@ mod tests {
                     let _ = seen_tx.send(text.to_string());
                 }
             }
-        });
-        let model = OpenAIRealtimeWebSocketModel::builder()
-            .url(url.clone())
-            .api_key("sk-test")
-            .ping(Some(Duration::from_millis(100)), Duration::from_secs(5))
-            .build();
-        let config = model.config.clone();
-        let ws = crate::transport::open(&url, &config.transport, false, &[])
-            .await
-            .expect("open");
-        let mut conn = Connection::new(ws, Protocol::new(config.clone()), &config.transport);
+        })
+        .await;
+        let mut conn = connect(&url, Duration::from_millis(100), Duration::from_secs(5)).await;
         conn.q
             .push_text(r#"{"type":"session.update","session":{"type":"realtime"}}"#.into());
         let mut got_session = false;
@@ -342,16 +362,8 @@ mod tests {
     async fn pings_go_out_while_frames_stream_in_and_a_server_gone_silent_is_reported() {
         use futures::{SinkExt as _, StreamExt as _};
         use tokio_tungstenite::tungstenite::Message;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("ws://{}/v1/realtime", listener.local_addr().expect("addr"));
         let (pings_tx, mut pings) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let (stream, _) = listener.accept().await.expect("accept");
-            let mut ws = tokio_tungstenite::accept_async(stream)
-                .await
-                .expect("handshake");
+        let url = serve_one(|mut ws| async move {
             // A frame every 10 ms for 600 ms; the pings that come meanwhile are answered.
             let frame = r#"{"type":"rate_limits.updated","event_id":"e","rate_limits":[]}"#;
             let mut tick = tokio::time::interval(Duration::from_millis(10));
@@ -368,17 +380,9 @@ mod tests {
             // Then silent: nothing sent, nothing read (no pong), the socket kept open.
             tokio::time::sleep(Duration::from_secs(30)).await;
             drop(ws);
-        });
-        let model = OpenAIRealtimeWebSocketModel::builder()
-            .url(url.clone())
-            .api_key("sk-test")
-            .ping(Some(Duration::from_millis(100)), Duration::from_millis(200))
-            .build();
-        let config = model.config.clone();
-        let ws = crate::transport::open(&url, &config.transport, false, &[])
-            .await
-            .expect("open");
-        let mut conn = Connection::new(ws, Protocol::new(config.clone()), &config.transport);
+        })
+        .await;
+        let mut conn = connect(&url, Duration::from_millis(100), Duration::from_millis(200)).await;
         let started = std::time::Instant::now();
         let ended = loop {
             let polled = tokio::time::timeout(
