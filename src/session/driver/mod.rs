@@ -4,6 +4,16 @@
 //! cancellation, reconnect); `tools.rs` runs function calls, approvals and handoffs;
 //! `guardrails.rs` checks the transcript and holds audio back; `history.rs` seeds, edits and
 //! replays the conversation.
+//!
+//! Every session keeps this task's future for its whole life, sized for its largest state, so
+//! the handlers are written to keep it small. A handler that takes its input by value (an
+//! event, a command) is a plain `fn` returning an `async move` block: an `async fn` would keep
+//! the argument twice in its future (the argument and the local it is moved into), in every
+//! state. Rare, large paths (a tool call, closing, reconnecting) are boxed.
+#![allow(
+    clippy::manual_async_fn,
+    reason = "handlers that take their input by value return `async move` blocks (see above)"
+)]
 
 mod guardrails;
 mod history;
@@ -422,15 +432,17 @@ impl Driver {
     }
 
     /// Ends the session for a reason from outside the connection.
-    async fn end(&mut self, step: Step) {
-        // `close` is boxed: this future stays small without a box of its own.
-        match step {
-            Step::Close => self.close(None, true).await,
-            Step::Cancelled => self.close(Some(self.cancelled_error()), true).await,
-            Step::TimedOut => {
-                let limit = self.shared.config.max_duration.unwrap_or_default();
-                let error = Error::Timeout(format!("the session reached its {limit:?} limit"));
-                self.close(Some(error), true).await
+    fn end(&mut self, step: Step) -> impl Future<Output = ()> + Send + '_ {
+        async move {
+            // `close` is boxed: this future stays small without a box of its own.
+            match step {
+                Step::Close => self.close(None, true).await,
+                Step::Cancelled => self.close(Some(self.cancelled_error()), true).await,
+                Step::TimedOut => {
+                    let limit = self.shared.config.max_duration.unwrap_or_default();
+                    let error = Error::Timeout(format!("the session reached its {limit:?} limit"));
+                    self.close(Some(error), true).await
+                }
             }
         }
     }
@@ -519,23 +531,25 @@ impl Driver {
 
     /// Adds microphone audio to the batch (`input_audio_batch`), and sends the batch when it
     /// is full or committed.
-    async fn batch_audio(&mut self, audio: Bytes, commit: bool) {
-        let window = self.shared.config.input_audio_batch;
-        let format = self.shared.config.settings.input_format.unwrap_or_default();
-        let batch_bytes = format.ms_to_bytes(window.as_millis() as u64);
-        if self.mic.is_empty() && !audio.is_empty() {
-            // One allocation per batch, filled by copies of the chunks.
-            self.mic.reserve(batch_bytes + audio.len());
-            let due = tokio::time::Instant::now() + window;
-            match &mut self.mic_due {
-                Some(sleep) => sleep.as_mut().reset(due),
-                None => self.mic_due = Some(Box::pin(tokio::time::sleep_until(due))),
+    fn batch_audio(&mut self, audio: Bytes, commit: bool) -> impl Future<Output = ()> + Send + '_ {
+        async move {
+            let window = self.shared.config.input_audio_batch;
+            let format = self.shared.config.settings.input_format.unwrap_or_default();
+            let batch_bytes = format.ms_to_bytes(window.as_millis() as u64);
+            if self.mic.is_empty() && !audio.is_empty() {
+                // One allocation per batch, filled by copies of the chunks.
+                self.mic.reserve(batch_bytes + audio.len());
+                let due = tokio::time::Instant::now() + window;
+                match &mut self.mic_due {
+                    Some(sleep) => sleep.as_mut().reset(due),
+                    None => self.mic_due = Some(Box::pin(tokio::time::sleep_until(due))),
+                }
+                self.wakes.mark(wake::MIC);
             }
-            self.wakes.mark(wake::MIC);
-        }
-        self.mic.extend_from_slice(&audio);
-        if commit || self.mic.len() >= batch_bytes {
-            self.flush_mic(commit).await;
+            self.mic.extend_from_slice(&audio);
+            if commit || self.mic.len() >= batch_bytes {
+                self.flush_mic(commit).await;
+            }
         }
     }
 
@@ -628,49 +642,54 @@ impl Driver {
     }
 
     /// Sends a command to the model, after any microphone audio still in its batch.
-    async fn send(&mut self, command: ModelCommand) {
-        if !self.mic.is_empty() {
-            self.flush_mic(false).await;
+    fn send(&mut self, command: ModelCommand) -> impl Future<Output = ()> + Send + '_ {
+        async move {
+            if !self.mic.is_empty() {
+                self.flush_mic(false).await;
+            }
+            self.write(command).await;
         }
-        self.write(command).await;
     }
 
-    async fn write(&mut self, command: ModelCommand) {
-        if let Some(hooks) = &self.shared.config.hooks {
-            if let HookDecision::Reject(reason) = hooks.before_send(&command) {
-                tracing::debug!(%reason, "command dropped by a hook");
-                return;
-            }
-        }
-        if matches!(command, ModelCommand::CreateResponse) && !self.caps.response_create {
-            let error = Error::Config(
-                "this backend decides itself when to respond: it takes no response requests".into(),
-            );
-            return self.emit(RealtimeSessionEvent::Error { error }).await;
-        }
-        let asks_response = match &command {
-            ModelCommand::UserMessage { respond, .. }
-            | ModelCommand::ToolOutput { respond, .. } => *respond,
-            ModelCommand::CreateResponse => true,
-            ModelCommand::Raw(event) => {
-                event.get("type").and_then(serde_json::Value::as_str) == Some("response.create")
-            }
-            _ => false,
-        };
-        // The frame goes out when the connection is polled, together with any others queued
-        // in this pass.
-        self.wakes.mark(wake::CONNECTION);
-        let message = matches!(command, ModelCommand::UserMessage { respond: true, .. });
-        match self.conn.send(command) {
-            Ok(()) if asks_response => {
-                if message {
-                    self.turns.message_sent();
+    fn write(&mut self, command: ModelCommand) -> impl Future<Output = ()> + Send + '_ {
+        async move {
+            if let Some(hooks) = &self.shared.config.hooks {
+                if let HookDecision::Reject(reason) = hooks.before_send(&command) {
+                    tracing::debug!(%reason, "command dropped by a hook");
+                    return;
                 }
-                let owner = self.turns.request_owner.take();
-                self.turn_request(owner).await;
             }
-            Ok(()) => {}
-            Err(error) => self.emit(RealtimeSessionEvent::Error { error }).await,
+            if matches!(command, ModelCommand::CreateResponse) && !self.caps.response_create {
+                let error = Error::Config(
+                    "this backend decides itself when to respond: it takes no response requests"
+                        .into(),
+                );
+                return self.emit(RealtimeSessionEvent::Error { error }).await;
+            }
+            let asks_response = match &command {
+                ModelCommand::UserMessage { respond, .. }
+                | ModelCommand::ToolOutput { respond, .. } => *respond,
+                ModelCommand::CreateResponse => true,
+                ModelCommand::Raw(event) => {
+                    event.get("type").and_then(serde_json::Value::as_str) == Some("response.create")
+                }
+                _ => false,
+            };
+            // The frame goes out when the connection is polled, together with any others queued
+            // in this pass.
+            self.wakes.mark(wake::CONNECTION);
+            let message = matches!(command, ModelCommand::UserMessage { respond: true, .. });
+            match self.conn.send(command) {
+                Ok(()) if asks_response => {
+                    if message {
+                        self.turns.message_sent();
+                    }
+                    let owner = self.turns.request_owner.take();
+                    self.turn_request(owner).await;
+                }
+                Ok(()) => {}
+                Err(error) => self.emit(RealtimeSessionEvent::Error { error }).await,
+            }
         }
     }
 
@@ -798,71 +817,73 @@ impl Driver {
         })
     }
 
-    async fn on_command(&mut self, command: Command) {
-        match &command {
-            Command::Model(ModelCommand::UserMessage { respond: true, .. }) => {
-                self.begin_turn(TurnCause::Message).await;
-            }
-            Command::Model(ModelCommand::Audio { commit: true, .. }) => {
-                self.begin_turn(TurnCause::AudioCommitted).await;
-            }
-            _ => {}
-        }
-        match command {
-            Command::Model(ModelCommand::Audio { audio, commit })
-                if !self.shared.config.input_audio_batch.is_zero() =>
-            {
-                self.batch_audio(audio, commit).await
-            }
-            Command::Model(command) => self.send(command).await,
-            Command::Interrupt => self.interrupt(true).await,
-            Command::UpdateAgent(agent) => {
-                self.agent = agent;
-                self.send_agent_settings().await;
-            }
-            Command::History(reply) => {
-                let _ = reply.send(self.history.items().to_vec());
-            }
-            Command::CurrentAgent(reply) => {
-                let _ = reply.send(self.agent.clone());
-            }
-            Command::Approve {
-                call_id,
-                always,
-                reply,
-            } => {
-                let result = self.approve(&call_id, always).await;
-                let _ = reply.send(result);
-            }
-            Command::Reject {
-                call_id,
-                always,
-                message,
-                reply,
-            } => {
-                let result = self.reject(&call_id, always, message).await;
-                let _ = reply.send(result);
-            }
-            Command::UpdateHistory(edit, reply) => {
-                if !self.caps.edit_items {
-                    let error = Error::Config(
-                        "this backend's conversation is append-only: history cannot be edited"
-                            .into(),
-                    );
-                    let _ = reply.send(Err(error));
-                    return;
+    fn on_command(&mut self, command: Command) -> impl Future<Output = ()> + Send + '_ {
+        async move {
+            match &command {
+                Command::Model(ModelCommand::UserMessage { respond: true, .. }) => {
+                    self.begin_turn(TurnCause::Message).await;
                 }
-                self.update_history(edit).await;
-                let _ = reply.send(Ok(()));
+                Command::Model(ModelCommand::Audio { commit: true, .. }) => {
+                    self.begin_turn(TurnCause::AudioCommitted).await;
+                }
+                _ => {}
             }
-            Command::Turn { message, reply } => {
-                let turn_id = self.begin_turn(TurnCause::Message).await;
-                let _ = reply.send(turn_id);
-                self.send(ModelCommand::UserMessage {
+            match command {
+                Command::Model(ModelCommand::Audio { audio, commit })
+                    if !self.shared.config.input_audio_batch.is_zero() =>
+                {
+                    self.batch_audio(audio, commit).await
+                }
+                Command::Model(command) => self.send(command).await,
+                Command::Interrupt => self.interrupt(true).await,
+                Command::UpdateAgent(agent) => {
+                    self.agent = agent;
+                    self.send_agent_settings().await;
+                }
+                Command::History(reply) => {
+                    let _ = reply.send(self.history.items().to_vec());
+                }
+                Command::CurrentAgent(reply) => {
+                    let _ = reply.send(self.agent.clone());
+                }
+                Command::Approve {
+                    call_id,
+                    always,
+                    reply,
+                } => {
+                    let result = self.approve(&call_id, always).await;
+                    let _ = reply.send(result);
+                }
+                Command::Reject {
+                    call_id,
+                    always,
                     message,
-                    respond: true,
-                })
-                .await;
+                    reply,
+                } => {
+                    let result = self.reject(&call_id, always, message).await;
+                    let _ = reply.send(result);
+                }
+                Command::UpdateHistory(edit, reply) => {
+                    if !self.caps.edit_items {
+                        let error = Error::Config(
+                            "this backend's conversation is append-only: history cannot be edited"
+                                .into(),
+                        );
+                        let _ = reply.send(Err(error));
+                        return;
+                    }
+                    self.update_history(edit).await;
+                    let _ = reply.send(Ok(()));
+                }
+                Command::Turn { message, reply } => {
+                    let turn_id = self.begin_turn(TurnCause::Message).await;
+                    let _ = reply.send(turn_id);
+                    self.send(ModelCommand::UserMessage {
+                        message,
+                        respond: true,
+                    })
+                    .await;
+                }
             }
         }
     }
@@ -941,304 +962,315 @@ impl Driver {
         })
     }
 
-    async fn on_model_event(&mut self, event: ModelEvent) {
-        use RealtimeSessionEvent as E;
-        if let Some(hooks) = &self.shared.config.hooks {
-            if let HookDecision::Reject(reason) = hooks.on_model_event(&event) {
-                tracing::debug!(%reason, "model event ignored by a hook");
-                return;
-            }
-        }
-        match event {
-            ModelEvent::Raw(raw) => {
-                if self.shared.config.raw_events {
-                    self.emit(E::Raw(raw)).await;
-                }
-            }
-            ModelEvent::SessionUpdated {
-                output_format,
-                server_interrupts,
-            } => {
-                self.output_format = output_format;
-                self.server_interrupts = server_interrupts;
-                self.caps = self.conn.capabilities();
-            }
-            ModelEvent::ResponseStarted { response_id } => {
-                if let Some(previous) = self.active_response.take() {
-                    let error = Error::Contract(format!(
-                        "response `{response_id}` started before response `{previous}` ended"
-                    ));
-                    self.emit(E::Error { error }).await;
-                    self.agent_end(previous, ResponseEnd::Incomplete, None)
-                        .await;
-                }
-                let turn = self.turn_response_started(&response_id).await;
-                self.turn_span = tracing::info_span!(parent: &turn, "response", response_id = %response_id, agent = %self.agent.name());
-                self.turn_span
-                    .in_scope(|| tracing::debug!("response started"));
-                self.active_response = Some(response_id.clone());
-                let agent = self.agent.clone();
-                self.response_agent = Some(agent.clone());
-                self.agent_start(&agent, response_id).await;
-            }
-            ModelEvent::ResponseDone {
-                response_id,
-                status,
-                usage,
-            } => {
-                self.turn_span
-                    .in_scope(|| tracing::debug!(?status, "response done"));
-                let started = self.active_response.as_deref() == Some(response_id.as_str());
-                if started {
-                    self.active_response = None;
-                }
-                if let Some(usage) = usage {
-                    self.usage += usage;
-                    let total = self.usage;
-                    self.emit(E::Usage {
-                        response: usage,
-                        total,
-                    })
-                    .await;
-                }
-                if self.guard.response_id == response_id && self.check_guardrails(true) {
-                    // Boxed like the tool call: once per guarded response, and large.
-                    Box::pin(self.release_held(u64::MAX)).await;
-                }
-                if started {
-                    let how = match status {
-                        ResponseStatus::Cancelled
-                            if self.interrupted_response.as_deref() == Some(&response_id) =>
-                        {
-                            ResponseEnd::Interrupted
-                        }
-                        ResponseStatus::Cancelled => ResponseEnd::Cancelled,
-                        ResponseStatus::Incomplete => ResponseEnd::Incomplete,
-                        ResponseStatus::Failed => ResponseEnd::Failed,
-                        _ => ResponseEnd::Completed,
-                    };
-                    self.agent_end(response_id.clone(), how, usage).await;
-                } else {
-                    let error = Error::Contract(format!(
-                        "response `{response_id}` ended, but it never started (no ResponseStarted)"
-                    ));
-                    self.emit(E::Error { error }).await;
-                }
-                if let Some(error) = self.shared.config.budget_exceeded(&self.usage) {
-                    // Over budget: no further response is asked for; the session ends.
-                    return self.close(Some(error), true).await;
-                }
-                self.batches
-                    .entry(response_id.clone())
-                    .or_default()
-                    .response_done = true;
-                self.respond_if_batch_complete(&response_id).await;
-                self.end_idle_turns().await;
-                self.turn_span = tracing::Span::none();
-            }
-            ModelEvent::Audio {
-                response_id,
-                item_id,
-                content_index,
-                data,
-            } => {
-                if self.blocked_response.as_deref() == Some(response_id.as_str()) {
+    fn on_model_event(&mut self, event: ModelEvent) -> impl Future<Output = ()> + Send + '_ {
+        async move {
+            use RealtimeSessionEvent as E;
+            if let Some(hooks) = &self.shared.config.hooks {
+                if let HookDecision::Reject(reason) = hooks.on_model_event(&event) {
+                    tracing::debug!(%reason, "model event ignored by a hook");
                     return;
                 }
-                let event = E::Audio {
+            }
+            match event {
+                ModelEvent::Raw(raw) => {
+                    if self.shared.config.raw_events {
+                        self.emit(E::Raw(raw)).await;
+                    }
+                }
+                ModelEvent::SessionUpdated {
+                    output_format,
+                    server_interrupts,
+                } => {
+                    self.output_format = output_format;
+                    self.server_interrupts = server_interrupts;
+                    self.caps = self.conn.capabilities();
+                }
+                ModelEvent::ResponseStarted { response_id } => {
+                    if let Some(previous) = self.active_response.take() {
+                        let error = Error::Contract(format!(
+                            "response `{response_id}` started before response `{previous}` ended"
+                        ));
+                        self.emit(E::Error { error }).await;
+                        self.agent_end(previous, ResponseEnd::Incomplete, None)
+                            .await;
+                    }
+                    let turn = self.turn_response_started(&response_id).await;
+                    self.turn_span = tracing::info_span!(parent: &turn, "response", response_id = %response_id, agent = %self.agent.name());
+                    self.turn_span
+                        .in_scope(|| tracing::debug!("response started"));
+                    self.active_response = Some(response_id.clone());
+                    let agent = self.agent.clone();
+                    self.response_agent = Some(agent.clone());
+                    self.agent_start(&agent, response_id).await;
+                }
+                ModelEvent::ResponseDone {
+                    response_id,
+                    status,
+                    usage,
+                } => {
+                    self.turn_span
+                        .in_scope(|| tracing::debug!(?status, "response done"));
+                    let started = self.active_response.as_deref() == Some(response_id.as_str());
+                    if started {
+                        self.active_response = None;
+                    }
+                    if let Some(usage) = usage {
+                        self.usage += usage;
+                        let total = self.usage;
+                        self.emit(E::Usage {
+                            response: usage,
+                            total,
+                        })
+                        .await;
+                    }
+                    if self.guard.response_id == response_id && self.check_guardrails(true) {
+                        // Boxed like the tool call: once per guarded response, and large.
+                        Box::pin(self.release_held(u64::MAX)).await;
+                    }
+                    if started {
+                        let how = match status {
+                            ResponseStatus::Cancelled
+                                if self.interrupted_response.as_deref() == Some(&response_id) =>
+                            {
+                                ResponseEnd::Interrupted
+                            }
+                            ResponseStatus::Cancelled => ResponseEnd::Cancelled,
+                            ResponseStatus::Incomplete => ResponseEnd::Incomplete,
+                            ResponseStatus::Failed => ResponseEnd::Failed,
+                            _ => ResponseEnd::Completed,
+                        };
+                        self.agent_end(response_id.clone(), how, usage).await;
+                    } else {
+                        let error = Error::Contract(format!(
+                            "response `{response_id}` ended, but it never started (no ResponseStarted)"
+                        ));
+                        self.emit(E::Error { error }).await;
+                    }
+                    if let Some(error) = self.shared.config.budget_exceeded(&self.usage) {
+                        // Over budget: no further response is asked for; the session ends.
+                        return self.close(Some(error), true).await;
+                    }
+                    self.batches
+                        .entry(response_id.clone())
+                        .or_default()
+                        .response_done = true;
+                    self.respond_if_batch_complete(&response_id).await;
+                    self.end_idle_turns().await;
+                    self.turn_span = tracing::Span::none();
+                }
+                ModelEvent::Audio {
                     response_id,
                     item_id,
                     content_index,
                     data,
-                };
-                if let Some(event) = self.hold(event) {
-                    self.deliver_audio(event).await;
-                }
-            }
-            ModelEvent::AudioDone {
-                item_id,
-                content_index,
-            } => {
-                let event = E::AudioEnd {
-                    item_id,
-                    content_index,
-                };
-                if let Some(event) = self.hold(event) {
-                    self.emit(event).await;
-                }
-            }
-            ModelEvent::TranscriptDelta {
-                response_id,
-                item_id,
-                content_index,
-                delta,
-            } => {
-                if self.blocked_response.as_deref() == Some(response_id.as_str()) {
-                    return;
-                }
-                self.ensure_message(&item_id, Role::Assistant).await;
-                self.history
-                    .append_transcript(&item_id, content_index, Role::Assistant, &delta);
-                self.guard_text(&response_id, &delta);
-                self.emit(E::TranscriptDelta {
-                    role: Role::Assistant,
-                    item_id,
-                    content_index,
-                    delta,
-                })
-                .await;
-            }
-            ModelEvent::InputTranscriptDelta {
-                item_id,
-                content_index,
-                delta,
-            } => {
-                self.ensure_message(&item_id, Role::User).await;
-                self.history
-                    .append_transcript(&item_id, content_index, Role::User, &delta);
-                self.emit(E::TranscriptDelta {
-                    role: Role::User,
-                    item_id,
-                    content_index,
-                    delta,
-                })
-                .await;
-            }
-            ModelEvent::InputTranscriptCompleted {
-                item_id,
-                content_index,
-                transcript,
-            } => {
-                self.ensure_message(&item_id, Role::User).await;
-                self.history
-                    .set_transcript(&item_id, content_index, Role::User, &transcript);
-                if let Some(item) = self.history.get(&item_id).cloned() {
-                    self.emit(E::HistoryUpdated { item }).await;
-                }
-                self.emit(E::UserTranscript {
-                    item_id,
-                    transcript,
-                })
-                .await;
-            }
-            ModelEvent::Item(item) => {
-                if item.as_message().is_some_and(|m| m.role == Role::User) {
-                    self.turns.message_echoed();
-                }
-                let id = item.item_id().to_owned();
-                if self.own_items.contains(&id) && self.history.get(&id).is_some() {
-                    // The server echoing an item this session created: already in history.
-                    return;
-                }
-                let change = self.history.upsert(item);
-                if let Some(item) = self.history.get(&id).cloned() {
-                    let event = match change {
-                        Upsert::Added => E::HistoryAdded { item },
-                        Upsert::Updated => E::HistoryUpdated { item },
+                } => {
+                    if self.blocked_response.as_deref() == Some(response_id.as_str()) {
+                        return;
+                    }
+                    let event = E::Audio {
+                        response_id,
+                        item_id,
+                        content_index,
+                        data,
                     };
-                    self.emit(event).await;
+                    if let Some(event) = self.hold(event) {
+                        self.deliver_audio(event).await;
+                    }
                 }
-            }
-            ModelEvent::ItemDeleted { item_id } => {
-                self.own_items.remove(&item_id);
-                if self.history.remove(&item_id) {
-                    self.emit(E::HistoryDeleted { item_id }).await;
+                ModelEvent::AudioDone {
+                    item_id,
+                    content_index,
+                } => {
+                    let event = E::AudioEnd {
+                        item_id,
+                        content_index,
+                    };
+                    if let Some(event) = self.hold(event) {
+                        self.emit(event).await;
+                    }
                 }
-            }
-            ModelEvent::FunctionCall {
-                call_id,
-                name,
-                arguments,
-                item_id: _,
-                response_id,
-            } => {
-                let agent = self.agent.name().to_owned();
-                self.turns
-                    .function_call(&agent, &response_id, &call_id, &name, &arguments);
-                // Boxed: once per tool call, and the largest state of this future otherwise
-                // (every session's task would keep room for it).
-                Box::pin(self.on_function_call(call_id, name, arguments, response_id)).await
-            }
-            ModelEvent::SpeechStarted {
-                item_id,
-                audio_start_ms,
-            } => {
-                self.begin_turn(TurnCause::Speech).await;
-                self.emit(E::InputSpeechStarted {
+                ModelEvent::TranscriptDelta {
+                    response_id,
+                    item_id,
+                    content_index,
+                    delta,
+                } => {
+                    if self.blocked_response.as_deref() == Some(response_id.as_str()) {
+                        return;
+                    }
+                    self.ensure_message(&item_id, Role::Assistant).await;
+                    self.history.append_transcript(
+                        &item_id,
+                        content_index,
+                        Role::Assistant,
+                        &delta,
+                    );
+                    self.guard_text(&response_id, &delta);
+                    self.emit(E::TranscriptDelta {
+                        role: Role::Assistant,
+                        item_id,
+                        content_index,
+                        delta,
+                    })
+                    .await;
+                }
+                ModelEvent::InputTranscriptDelta {
+                    item_id,
+                    content_index,
+                    delta,
+                } => {
+                    self.ensure_message(&item_id, Role::User).await;
+                    self.history
+                        .append_transcript(&item_id, content_index, Role::User, &delta);
+                    self.emit(E::TranscriptDelta {
+                        role: Role::User,
+                        item_id,
+                        content_index,
+                        delta,
+                    })
+                    .await;
+                }
+                ModelEvent::InputTranscriptCompleted {
+                    item_id,
+                    content_index,
+                    transcript,
+                } => {
+                    self.ensure_message(&item_id, Role::User).await;
+                    self.history
+                        .set_transcript(&item_id, content_index, Role::User, &transcript);
+                    if let Some(item) = self.history.get(&item_id).cloned() {
+                        self.emit(E::HistoryUpdated { item }).await;
+                    }
+                    self.emit(E::UserTranscript {
+                        item_id,
+                        transcript,
+                    })
+                    .await;
+                }
+                ModelEvent::Item(item) => {
+                    if item.as_message().is_some_and(|m| m.role == Role::User) {
+                        self.turns.message_echoed();
+                    }
+                    let id = item.item_id().to_owned();
+                    if self.own_items.contains(&id) && self.history.get(&id).is_some() {
+                        // The server echoing an item this session created: already in history.
+                        return;
+                    }
+                    let change = self.history.upsert(item);
+                    if let Some(item) = self.history.get(&id).cloned() {
+                        let event = match change {
+                            Upsert::Added => E::HistoryAdded { item },
+                            Upsert::Updated => E::HistoryUpdated { item },
+                        };
+                        self.emit(event).await;
+                    }
+                }
+                ModelEvent::ItemDeleted { item_id } => {
+                    self.own_items.remove(&item_id);
+                    if self.history.remove(&item_id) {
+                        self.emit(E::HistoryDeleted { item_id }).await;
+                    }
+                }
+                ModelEvent::FunctionCall {
+                    call_id,
+                    name,
+                    arguments,
+                    item_id: _,
+                    response_id,
+                } => {
+                    let agent = self.agent.name().to_owned();
+                    self.turns
+                        .function_call(&agent, &response_id, &call_id, &name, &arguments);
+                    // Boxed: once per tool call, and the largest state of this future otherwise
+                    // (every session's task would keep room for it).
+                    Box::pin(self.on_function_call(call_id, name, arguments, response_id)).await
+                }
+                ModelEvent::SpeechStarted {
                     item_id,
                     audio_start_ms,
-                })
-                .await;
-                if self.server_interrupts {
-                    // The server cancels its response itself; stop playback and truncate.
-                    self.interrupt(false).await;
+                } => {
+                    self.begin_turn(TurnCause::Speech).await;
+                    self.emit(E::InputSpeechStarted {
+                        item_id,
+                        audio_start_ms,
+                    })
+                    .await;
+                    if self.server_interrupts {
+                        // The server cancels its response itself; stop playback and truncate.
+                        self.interrupt(false).await;
+                    }
                 }
-            }
-            ModelEvent::SpeechStopped {
-                item_id,
-                audio_end_ms,
-            } => {
-                self.emit(E::InputSpeechStopped {
+                ModelEvent::SpeechStopped {
                     item_id,
                     audio_end_ms,
-                })
-                .await;
-                self.turn_speech_stopped().await;
-                self.end_idle_turns().await;
-            }
-            ModelEvent::InputAudioTimeout {
-                item_id,
-                audio_start_ms,
-                audio_end_ms,
-            } => {
-                self.emit(E::InputAudioTimeout {
+                } => {
+                    self.emit(E::InputSpeechStopped {
+                        item_id,
+                        audio_end_ms,
+                    })
+                    .await;
+                    self.turn_speech_stopped().await;
+                    self.end_idle_turns().await;
+                }
+                ModelEvent::InputAudioTimeout {
                     item_id,
                     audio_start_ms,
                     audio_end_ms,
-                })
-                .await
+                } => {
+                    self.emit(E::InputAudioTimeout {
+                        item_id,
+                        audio_start_ms,
+                        audio_end_ms,
+                    })
+                    .await
+                }
+                ModelEvent::Error(error) => {
+                    let error = self.redact(error);
+                    tracing::warn!(%error, "model error");
+                    self.emit(E::Error { error }).await
+                }
+                ModelEvent::Closed { error } => self.on_connection_lost(error).await,
             }
-            ModelEvent::Error(error) => {
-                let error = self.redact(error);
-                tracing::warn!(%error, "model error");
-                self.emit(E::Error { error }).await
-            }
-            ModelEvent::Closed { error } => self.on_connection_lost(error).await,
         }
     }
 
     /// Hands audio to the application and records it as playing.
-    async fn deliver_audio(&mut self, event: RealtimeSessionEvent) {
-        let RealtimeSessionEvent::Audio {
-            response_id,
-            item_id,
-            content_index,
-            data,
-        } = &event
-        else {
-            return self.emit(event).await;
-        };
-        self.audio_started = true;
-        self.shared.tracker.on_audio_delivered(
-            item_id,
-            *content_index,
-            data.len(),
-            self.output_format,
-        );
-        match &mut self.playing {
-            Some(p) if p.item_id == *item_id && p.content_index == *content_index => {
-                p.bytes += data.len()
+    fn deliver_audio(
+        &mut self,
+        event: RealtimeSessionEvent,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        async move {
+            let RealtimeSessionEvent::Audio {
+                response_id,
+                item_id,
+                content_index,
+                data,
+            } = &event
+            else {
+                return self.emit(event).await;
+            };
+            self.audio_started = true;
+            self.shared.tracker.on_audio_delivered(
+                item_id,
+                *content_index,
+                data.len(),
+                self.output_format,
+            );
+            match &mut self.playing {
+                Some(p) if p.item_id == *item_id && p.content_index == *content_index => {
+                    p.bytes += data.len()
+                }
+                slot => {
+                    *slot = Some(Playing {
+                        response_id: response_id.clone(),
+                        item_id: item_id.clone(),
+                        content_index: *content_index,
+                        bytes: data.len(),
+                    })
+                }
             }
-            slot => {
-                *slot = Some(Playing {
-                    response_id: response_id.clone(),
-                    item_id: item_id.clone(),
-                    content_index: *content_index,
-                    bytes: data.len(),
-                })
-            }
+            self.emit(event).await;
         }
-        self.emit(event).await;
     }
 
     /// Makes sure a message item exists before text is appended to it, reporting it if new.
@@ -1298,27 +1330,29 @@ impl Driver {
 
     /// The history keeps what the user heard of a cut-off item, as the server does (it drops
     /// the transcript of what it truncates, and the model no longer sees the rest).
-    async fn keep_heard(&mut self, cut: Cut) {
-        let Some(full) = self.history.get(&cut.item_id).and_then(|item| {
-            let message = item.as_message()?;
-            message
-                .content
-                .get(cut.content_index as usize)?
-                .text()
-                .map(str::to_owned)
-        }) else {
-            return;
-        };
-        let heard = turns::heard_part(&full, cut.received_ms, cut.played_ms);
-        if heard.len() == full.len() {
-            return;
-        }
-        let heard = heard.to_owned();
-        self.history
-            .set_transcript(&cut.item_id, cut.content_index, Role::Assistant, &heard);
-        if let Some(item) = self.history.get(&cut.item_id).cloned() {
-            self.emit(RealtimeSessionEvent::HistoryUpdated { item })
-                .await;
+    fn keep_heard(&mut self, cut: Cut) -> impl Future<Output = ()> + Send + '_ {
+        async move {
+            let Some(full) = self.history.get(&cut.item_id).and_then(|item| {
+                let message = item.as_message()?;
+                message
+                    .content
+                    .get(cut.content_index as usize)?
+                    .text()
+                    .map(str::to_owned)
+            }) else {
+                return;
+            };
+            let heard = turns::heard_part(&full, cut.received_ms, cut.played_ms);
+            if heard.len() == full.len() {
+                return;
+            }
+            let heard = heard.to_owned();
+            self.history
+                .set_transcript(&cut.item_id, cut.content_index, Role::Assistant, &heard);
+            if let Some(item) = self.history.get(&cut.item_id).cloned() {
+                self.emit(RealtimeSessionEvent::HistoryUpdated { item })
+                    .await;
+            }
         }
     }
 
@@ -1369,10 +1403,11 @@ impl Driver {
     }
 }
 
-/// Sleeps until `deadline`, or forever without one.
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+/// Sleeps until `deadline`, or forever without one. The timer is boxed: the session task keeps
+/// this future for its whole life, and most sessions have no deadline.
+fn sleep_until(deadline: Option<tokio::time::Instant>) -> impl Future<Output = ()> + Send {
     match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
+        Some(deadline) => Either::Right(Box::pin(tokio::time::sleep_until(deadline))),
+        None => Either::Left(std::future::pending()),
     }
 }

@@ -176,17 +176,24 @@ impl Driver {
     }
 
     /// Runs an approved (or approval-free) function tool.
-    async fn start_tool(&mut self, tool: FunctionTool, ctx: ToolContext, batch: String) {
-        self.emit(RealtimeSessionEvent::ToolStart {
-            agent: ctx.agent_name.clone(),
-            tool: ctx.tool_name.clone(),
-            call_id: ctx.call_id.clone(),
-            arguments: ctx.arguments.clone(),
-        })
-        .await;
-        let background = tool.is_background();
-        let work = run_tool(tool, ctx.clone(), self.shared.config.hooks.clone()).boxed();
-        self.start(ctx, batch, work, background, None).await
+    fn start_tool(
+        &mut self,
+        tool: FunctionTool,
+        ctx: ToolContext,
+        batch: String,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        async move {
+            self.emit(RealtimeSessionEvent::ToolStart {
+                agent: ctx.agent_name.clone(),
+                tool: ctx.tool_name.clone(),
+                call_id: ctx.call_id.clone(),
+                arguments: ctx.arguments.clone(),
+            })
+            .await;
+            let background = tool.is_background();
+            let work = run_tool(tool, ctx.clone(), self.shared.config.hooks.clone()).boxed();
+            self.start(ctx, batch, work, background, None).await
+        }
     }
 
     /// Spawns a call's work and tracks it in `batch`.
@@ -227,9 +234,16 @@ impl Driver {
     }
 
     /// A rejected call: its message goes back as the output, in a batch of its own.
-    async fn finish_rejected(&mut self, ctx: ToolContext, batch: String, message: String) {
-        let work = async move { Outcome::Rejected(message) }.boxed();
-        self.start(ctx, batch, work, false, None).await
+    fn finish_rejected(
+        &mut self,
+        ctx: ToolContext,
+        batch: String,
+        message: String,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        async move {
+            let work = async move { Outcome::Rejected(message) }.boxed();
+            self.start(ctx, batch, work, false, None).await
+        }
     }
 
     pub(super) async fn approve(&mut self, call_id: &str, always: bool) -> Result<()> {

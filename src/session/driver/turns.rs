@@ -506,27 +506,33 @@ impl Driver {
         })
     }
 
-    async fn finish_turn(&mut self, turn: OpenTurn, end: Option<SessionEnd>) {
-        if turn.unechoed && end.is_none() {
-            let error = Error::Contract(format!(
-                "the user message of turn {} was never echoed as an Item, so it is missing \
+    fn finish_turn(
+        &mut self,
+        turn: OpenTurn,
+        end: Option<SessionEnd>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        async move {
+            if turn.unechoed && end.is_none() {
+                let error = Error::Contract(format!(
+                    "the user message of turn {} was never echoed as an Item, so it is missing \
                  from the history",
-                turn.id
-            ));
-            self.emit(RealtimeSessionEvent::Error { error }).await;
+                    turn.id
+                ));
+                self.emit(RealtimeSessionEvent::Error { error }).await;
+            }
+            let result = self.turn_result(turn, end);
+            self.turns
+                .call_turns
+                .retain(|_, owner| *owner != result.turn_id);
+            self.turns.response_turns.retain(|_, owners| {
+                owners.retain(|o| *o != result.turn_id);
+                !owners.is_empty()
+            });
+            self.emit(RealtimeSessionEvent::TurnEnded {
+                result: Box::new(result),
+            })
+            .await;
         }
-        let result = self.turn_result(turn, end);
-        self.turns
-            .call_turns
-            .retain(|_, owner| *owner != result.turn_id);
-        self.turns.response_turns.retain(|_, owners| {
-            owners.retain(|o| *o != result.turn_id);
-            !owners.is_empty()
-        });
-        self.emit(RealtimeSessionEvent::TurnEnded {
-            result: Box::new(result),
-        })
-        .await;
     }
 
     fn turn_result(&self, turn: OpenTurn, end: Option<SessionEnd>) -> TurnResult {
