@@ -31,6 +31,8 @@
 
 #[path = "support/measure.rs"]
 mod measure;
+#[path = "support/mic.rs"]
+mod mic;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +48,7 @@ use realtime_agents::model::bench::Wire;
 use realtime_agents::model::{ModelCommand, ModelEvent};
 
 use measure::{Histogram, announce_and_wait, args_or_exit, pid_cpu, process_cpu, spawn_server};
+use mic::{CHUNK, CHUNK_BYTES, PACER_GROUP};
 
 const USAGE: &str = "usage: loopback_floor [--sessions N] [--seconds T] [--warmup W] [--workers W]\n\
      --sessions  concurrent connections (default 100)\n\
@@ -60,9 +63,6 @@ const USAGE: &str = "usage: loopback_floor [--sessions N] [--seconds T] [--warmu
 
 /// One frame: about a WebSocket frame with 20 ms of 24 kHz PCM16 in base64 JSON.
 const FRAME: usize = 1400;
-const CHUNK: Duration = Duration::from_millis(20);
-/// Connections one pacer task writes to.
-const PACER_GROUP: usize = 64;
 
 struct Args {
     sessions: usize,
@@ -225,12 +225,10 @@ async fn serve(share: f64) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// With `--codec`: 20 ms of 24 kHz PCM16, as the load test's microphone sends it.
+/// With `--codec`: 20 ms of 24 kHz PCM16 (silence: the codec's work does not depend on the
+/// samples).
 fn pcm_chunk() -> bytes::Bytes {
-    (0..480u32)
-        .flat_map(|i| (((i * 37) % 2000) as i16 - 1000).to_le_bytes())
-        .collect::<Vec<u8>>()
-        .into()
+    bytes::Bytes::from_static(&[0; CHUNK_BYTES])
 }
 
 /// With `--codec`: a `response.output_audio.delta` frame with 20 ms of audio, in the API's

@@ -283,79 +283,80 @@ mod tests {
     async fn a_connection_gives_back_its_queues_buffers_between_turns_and_at_a_quiet_ping() {
         use futures::{SinkExt as _, StreamExt as _};
         use tokio_tungstenite::tungstenite::Message;
-        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
         let url = serve_one(|mut ws| async move {
             let created = r#"{"type":"session.created","event_id":"e1","session":{"type":"realtime","id":"s1","object":"realtime.session","model":"gpt-realtime"}}"#;
             ws.send(Message::text(created)).await.expect("send");
-            // Reading answers the client's pings; the client's text frames are passed on, and a
-            // `response.create` is answered with a frame (no response: a turn left open).
+            // Reading answers the client's pings. A `response.cancel` is answered with a
+            // `response.done`; a `response.create` with a frame that ends no turn.
             while let Some(Ok(message)) = ws.next().await {
-                if let Message::Text(text) = message {
-                    if text.contains(r#""type":"response.create""#) {
-                        let limits =
-                            r#"{"type":"rate_limits.updated","event_id":"e2","rate_limits":[]}"#;
-                        ws.send(Message::text(limits)).await.expect("send");
-                    }
-                    let _ = seen_tx.send(text.to_string());
-                }
+                let Message::Text(text) = message else {
+                    continue;
+                };
+                let answer = if text.contains(r#""type":"response.cancel""#) {
+                    r#"{"type":"response.done","event_id":"e2","response":{"id":"r1","status":"cancelled","output":[]}}"#
+                } else if text.contains(r#""type":"response.create""#) {
+                    r#"{"type":"rate_limits.updated","event_id":"e3","rate_limits":[]}"#
+                } else {
+                    continue;
+                };
+                ws.send(Message::text(answer)).await.expect("send");
             }
         })
         .await;
-        let mut conn = connect(&url, Duration::from_millis(100), Duration::from_secs(5)).await;
-        conn.q
-            .push_text(r#"{"type":"session.update","session":{"type":"realtime"}}"#.into());
-        let mut got_session = false;
-        while !got_session {
-            match tokio::time::timeout(
+        // The first ping is due at 300 ms: the first two releases come before it.
+        let mut conn = connect(&url, Duration::from_millis(300), Duration::from_secs(5)).await;
+        let next_until = async |conn: &mut Connection<Protocol>,
+                                wanted: fn(&ModelEvent) -> bool| loop {
+            let polled = tokio::time::timeout(
                 Duration::from_secs(5),
                 std::future::poll_fn(|cx| conn.poll_event(cx)),
             )
-            .await
-            {
-                Ok(Some(ModelEvent::SessionUpdated { .. })) => got_session = true,
+            .await;
+            match polled {
+                Ok(Some(event)) if wanted(&event) => return,
                 Ok(Some(_)) => {}
-                other => panic!("no session event: {other:?}"),
+                other => panic!("the connection hung or ended: {other:?}"),
             }
-        }
-        assert!(conn.q.events.capacity() > 0 && conn.q.frames_capacity() > 0);
-        // The session is configured and nothing waits: between turns, before any ping is due.
-        let quiet = tokio::time::timeout(
-            Duration::from_millis(30),
-            std::future::poll_fn(|cx| conn.poll_event(cx)),
-        )
-        .await;
-        assert!(quiet.is_err(), "no event while quiet: {quiet:?}");
-        assert_eq!(conn.q.events.capacity(), 0);
-        assert_eq!(conn.q.frames_capacity(), 0);
-        // A turn that stays open: the command reaches the server, whose answer comes back.
-        conn.send(crate::model::ModelCommand::CreateResponse)
-            .expect("send");
-        let answer = tokio::time::timeout(
-            Duration::from_secs(5),
-            std::future::poll_fn(|cx| conn.poll_event(cx)),
-        )
-        .await;
-        assert!(matches!(answer, Ok(Some(ModelEvent::Raw(_)))), "{answer:?}");
-        let arrived = tokio::time::timeout(Duration::from_secs(5), async {
-            while let Some(text) = seen.recv().await {
-                if text.contains(r#""type":"response.create""#) {
-                    return true;
-                }
-            }
-            false
+        };
+        let quiet_for = async |conn: &mut Connection<Protocol>, ms: u64| {
+            let quiet = tokio::time::timeout(
+                Duration::from_millis(ms),
+                std::future::poll_fn(|cx| conn.poll_event(cx)),
+            )
+            .await;
+            assert!(quiet.is_err(), "no event while quiet: {quiet:?}");
+        };
+        let held =
+            |conn: &Connection<Protocol>| (conn.q.events.capacity(), conn.q.frames_capacity());
+
+        // Configured, and nothing waits: between turns.
+        conn.q
+            .push_text(r#"{"type":"session.update","session":{"type":"realtime"}}"#.into());
+        next_until(&mut conn, |e| {
+            matches!(e, ModelEvent::SessionUpdated { .. })
         })
         .await;
-        assert!(matches!(arrived, Ok(true)), "{arrived:?}");
-        assert!(conn.q.events.capacity() > 0 && conn.q.frames_capacity() > 0);
-        // No response ends it, so only the keep-alive's ping (100 ms) gives the buffers back.
-        let quiet = tokio::time::timeout(
-            Duration::from_millis(600),
-            std::future::poll_fn(|cx| conn.poll_event(cx)),
-        )
-        .await;
-        assert!(quiet.is_err(), "no event while quiet: {quiet:?}");
-        assert_eq!(conn.q.events.capacity(), 0);
-        assert_eq!(conn.q.frames_capacity(), 0);
+        assert!(held(&conn).0 > 0 && held(&conn).1 > 0);
+        quiet_for(&mut conn, 30).await;
+        assert_eq!(held(&conn), (0, 0));
+
+        // A response ended: between turns again.
+        let cancel = serde_json::json!({"type": "response.cancel"});
+        conn.send(crate::model::ModelCommand::Raw(cancel))
+            .expect("send");
+        next_until(&mut conn, |e| matches!(e, ModelEvent::ResponseDone { .. })).await;
+        assert!(held(&conn).0 > 0 && held(&conn).1 > 0);
+        quiet_for(&mut conn, 30).await;
+        assert_eq!(held(&conn), (0, 0));
+
+        // A turn left open: the command still reaches the server (its answer comes back), and
+        // only the keep-alive's ping gives the buffers back.
+        conn.send(crate::model::ModelCommand::CreateResponse)
+            .expect("send");
+        next_until(&mut conn, |e| matches!(e, ModelEvent::Raw(_))).await;
+        assert!(held(&conn).0 > 0 && held(&conn).1 > 0);
+        quiet_for(&mut conn, 1_000).await;
+        assert_eq!(held(&conn), (0, 0));
     }
 
     #[tokio::test]

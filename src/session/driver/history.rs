@@ -24,23 +24,29 @@ impl Driver {
 
     /// Creates `item` on the server after `previous` (`None`: at the end) and in the local
     /// history, reporting it as added.
-    async fn create_item(&mut self, mut item: RealtimeItem, previous: Option<String>) -> String {
-        if item.item_id().is_empty() {
-            let id = self.fresh_item_id();
-            item.set_item_id(id);
+    fn create_item(
+        &mut self,
+        mut item: RealtimeItem,
+        previous: Option<String>,
+    ) -> impl Future<Output = String> + Send + '_ {
+        async move {
+            if item.item_id().is_empty() {
+                let id = self.fresh_item_id();
+                item.set_item_id(id);
+            }
+            self.own_items.insert(item.item_id().to_owned());
+            self.send(ModelCommand::CreateItem {
+                item: Box::new(item.clone()),
+                previous_item_id: previous,
+            })
+            .await;
+            let id = item.item_id().to_owned();
+            self.history.upsert(item);
+            if let Some(item) = self.history.get(&id).cloned() {
+                self.emit(RealtimeSessionEvent::HistoryAdded { item }).await;
+            }
+            id
         }
-        self.own_items.insert(item.item_id().to_owned());
-        self.send(ModelCommand::CreateItem {
-            item: Box::new(item.clone()),
-            previous_item_id: previous,
-        })
-        .await;
-        let id = item.item_id().to_owned();
-        self.history.upsert(item);
-        if let Some(item) = self.history.get(&id).cloned() {
-            self.emit(RealtimeSessionEvent::HistoryAdded { item }).await;
-        }
-        id
     }
 
     /// Re-creates a saved conversation before anything else happens.

@@ -6,10 +6,10 @@
 //! replays the conversation.
 //!
 //! Every session keeps this task's future for its whole life, sized for its largest state, so
-//! the handlers are written to keep it small. A handler that takes its input by value (an
-//! event, a command) is a plain `fn` returning an `async move` block: an `async fn` would keep
-//! the argument twice in its future (the argument and the local it is moved into), in every
-//! state. Rare, large paths (a tool call, closing, reconnecting) are boxed.
+//! the handlers are written to keep it small. A handler that takes an owned input (an event, a
+//! command, an item, an id) is a plain `fn` returning an `async move` block: an `async fn` would
+//! keep the argument twice in its future (the argument and the local it is moved into), in
+//! every state. Rare, large paths (a tool call, closing, reconnecting) are boxed.
 #![allow(
     clippy::manual_async_fn,
     reason = "handlers that take their input by value return `async move` blocks (see above)"
@@ -922,13 +922,19 @@ impl Driver {
         })
     }
 
-    async fn agent_start(&mut self, agent: &Arc<RealtimeAgent>, response_id: String) {
-        if let Some(hooks) = &self.shared.config.hooks {
-            hooks.on_agent_start(&self.shared.context, agent);
+    fn agent_start(
+        &mut self,
+        agent: &Arc<RealtimeAgent>,
+        response_id: String,
+    ) -> impl Future<Output = ()> + Send {
+        async move {
+            if let Some(hooks) = &self.shared.config.hooks {
+                hooks.on_agent_start(&self.shared.context, agent);
+            }
+            let agent = agent.name().to_owned();
+            self.emit(RealtimeSessionEvent::AgentStart { agent, response_id })
+                .await;
         }
-        let agent = agent.name().to_owned();
-        self.emit(RealtimeSessionEvent::AgentStart { agent, response_id })
-            .await;
     }
 
     /// Reports the end of the response that `AgentStart` announced (the caller took it out of

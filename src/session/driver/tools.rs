@@ -92,85 +92,87 @@ impl Driver {
         }
     }
 
-    pub(super) async fn on_function_call(
+    pub(super) fn on_function_call(
         &mut self,
         call_id: String,
         name: String,
         arguments: String,
         response_id: String,
-    ) {
-        if !self.calls_seen.insert(call_id.clone()) {
-            // A call id is answered once: a repeated call never runs its tool twice.
-            tracing::debug!(%call_id, "duplicate function call ignored");
-            return;
-        }
-        let response_id = if self.caps.delegated_tools
-            && self.active_response.as_deref() != Some(response_id.as_str())
-            && !self.batches.contains_key(&response_id)
-        {
-            // Work delegated outside any response: the call is answered on its own.
-            own_batch(&mut self.batches, &call_id)
-        } else {
-            response_id
-        };
-        let agent = self.agent.clone();
-        let ctx_ref = &self.shared.context;
-        if let Some(tool) = agent.tools().iter().find(|t| t.name() == name) {
-            let ctx = self.tool_context(&agent, &call_id, &name, &arguments);
-            if !tool.is_enabled(ctx_ref, &agent) {
-                let message = format!("tool `{name}` is not enabled");
-                return self
-                    .start(ctx, response_id, fail(message), false, None)
-                    .await;
+    ) -> impl Future<Output = ()> + Send + '_ {
+        async move {
+            if !self.calls_seen.insert(call_id.clone()) {
+                // A call id is answered once: a repeated call never runs its tool twice.
+                tracing::debug!(%call_id, "duplicate function call ignored");
+                return;
             }
-            if let Some(message) = self.always_rejected.get(&name).cloned() {
-                let message = message.unwrap_or_else(|| NOT_APPROVED.to_owned());
-                return self.finish_rejected(ctx, response_id, message).await;
-            }
-            if tool.requires_approval(&ctx) && !self.always_approved.contains(&name) {
-                tracing::info!(%call_id, tool = %name, "tool call awaits approval");
-                self.approvals.insert(
-                    call_id.clone(),
-                    PendingApproval {
-                        tool: tool.clone(),
-                        ctx,
-                    },
-                );
-                return self
-                    .emit(RealtimeSessionEvent::ToolApprovalRequired {
-                        agent: agent.name().to_owned(),
-                        tool: name,
-                        call_id,
-                        arguments,
-                    })
-                    .await;
-            }
-            return self.start_tool(tool.clone(), ctx, response_id).await;
-        }
-        let ctx = self.tool_context(&agent, &call_id, &name, &arguments);
-        let handoff = agent
-            .handoffs()
-            .iter()
-            .find(|h| h.tool_name() == name && h.is_enabled(ctx_ref, &agent));
-        match handoff {
-            Some(h) => {
-                let target = h.resolve();
-                let output = serde_json::json!({ "assistant": target.name() }).to_string();
-                let callback = h.invoke(self.shared.context.clone(), arguments);
-                let work = async move {
-                    match callback.await {
-                        Ok(()) => Outcome::Output(output),
-                        Err(message) => Outcome::Failed(message),
-                    }
+            let response_id = if self.caps.delegated_tools
+                && self.active_response.as_deref() != Some(response_id.as_str())
+                && !self.batches.contains_key(&response_id)
+            {
+                // Work delegated outside any response: the call is answered on its own.
+                own_batch(&mut self.batches, &call_id)
+            } else {
+                response_id
+            };
+            let agent = self.agent.clone();
+            let ctx_ref = &self.shared.context;
+            if let Some(tool) = agent.tools().iter().find(|t| t.name() == name) {
+                let ctx = self.tool_context(&agent, &call_id, &name, &arguments);
+                if !tool.is_enabled(ctx_ref, &agent) {
+                    let message = format!("tool `{name}` is not enabled");
+                    return self
+                        .start(ctx, response_id, fail(message), false, None)
+                        .await;
                 }
-                .boxed();
-                self.start(ctx, response_id, work, false, Some(target))
-                    .await
+                if let Some(message) = self.always_rejected.get(&name).cloned() {
+                    let message = message.unwrap_or_else(|| NOT_APPROVED.to_owned());
+                    return self.finish_rejected(ctx, response_id, message).await;
+                }
+                if tool.requires_approval(&ctx) && !self.always_approved.contains(&name) {
+                    tracing::info!(%call_id, tool = %name, "tool call awaits approval");
+                    self.approvals.insert(
+                        call_id.clone(),
+                        PendingApproval {
+                            tool: tool.clone(),
+                            ctx,
+                        },
+                    );
+                    return self
+                        .emit(RealtimeSessionEvent::ToolApprovalRequired {
+                            agent: agent.name().to_owned(),
+                            tool: name,
+                            call_id,
+                            arguments,
+                        })
+                        .await;
+                }
+                return self.start_tool(tool.clone(), ctx, response_id).await;
             }
-            None => {
-                let message = format!("tool `{name}` does not exist");
-                self.start(ctx, response_id, fail(message), false, None)
-                    .await
+            let ctx = self.tool_context(&agent, &call_id, &name, &arguments);
+            let handoff = agent
+                .handoffs()
+                .iter()
+                .find(|h| h.tool_name() == name && h.is_enabled(ctx_ref, &agent));
+            match handoff {
+                Some(h) => {
+                    let target = h.resolve();
+                    let output = serde_json::json!({ "assistant": target.name() }).to_string();
+                    let callback = h.invoke(self.shared.context.clone(), arguments);
+                    let work = async move {
+                        match callback.await {
+                            Ok(()) => Outcome::Output(output),
+                            Err(message) => Outcome::Failed(message),
+                        }
+                    }
+                    .boxed();
+                    self.start(ctx, response_id, work, false, Some(target))
+                        .await
+                }
+                None => {
+                    let message = format!("tool `{name}` does not exist");
+                    self.start(ctx, response_id, fail(message), false, None)
+                        .await
+                }
             }
         }
     }
@@ -197,40 +199,42 @@ impl Driver {
     }
 
     /// Spawns a call's work and tracks it in `batch`.
-    async fn start(
+    fn start(
         &mut self,
         ctx: ToolContext,
         batch: String,
         work: BoxFuture<'static, Outcome>,
         background: bool,
         handoff: Option<Arc<RealtimeAgent>>,
-    ) {
-        self.batches.entry(batch.clone()).or_default().running += 1;
-        let span = tracing::info_span!(parent: &self.turn_span, "tool", tool = %ctx.tool_name, call_id = %ctx.call_id);
-        let task = tokio::spawn(work.instrument(span));
-        self.tool_aborts
-            .insert(ctx.call_id.clone(), task.abort_handle());
-        self.wakes.mark(super::wake::TOOLS);
-        self.tools.get_or_insert_default().push(
-            async move {
-                let outcome = match task.await {
-                    Ok(outcome) => outcome,
-                    Err(e) if e.is_panic() => Outcome::Failed("the tool panicked".to_owned()),
-                    Err(_) => Outcome::Failed("the tool was cancelled".to_owned()),
-                };
-                ToolDone {
-                    call_id: ctx.call_id,
-                    tool: ctx.tool_name,
-                    arguments: ctx.arguments,
-                    batch,
-                    agent: ctx.agent_name,
-                    outcome,
-                    background,
-                    handoff,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        async move {
+            self.batches.entry(batch.clone()).or_default().running += 1;
+            let span = tracing::info_span!(parent: &self.turn_span, "tool", tool = %ctx.tool_name, call_id = %ctx.call_id);
+            let task = tokio::spawn(work.instrument(span));
+            self.tool_aborts
+                .insert(ctx.call_id.clone(), task.abort_handle());
+            self.wakes.mark(super::wake::TOOLS);
+            self.tools.get_or_insert_default().push(
+                async move {
+                    let outcome = match task.await {
+                        Ok(outcome) => outcome,
+                        Err(e) if e.is_panic() => Outcome::Failed("the tool panicked".to_owned()),
+                        Err(_) => Outcome::Failed("the tool was cancelled".to_owned()),
+                    };
+                    ToolDone {
+                        call_id: ctx.call_id,
+                        tool: ctx.tool_name,
+                        arguments: ctx.arguments,
+                        batch,
+                        agent: ctx.agent_name,
+                        outcome,
+                        background,
+                        handoff,
+                    }
                 }
-            }
-            .boxed(),
-        );
+                .boxed(),
+            );
+        }
     }
 
     /// A rejected call: its message goes back as the output, in a batch of its own.
@@ -257,22 +261,24 @@ impl Driver {
         Ok(())
     }
 
-    pub(super) async fn reject(
+    pub(super) fn reject(
         &mut self,
         call_id: &str,
         always: bool,
         message: Option<String>,
-    ) -> Result<()> {
-        let pending = self.take_pending(call_id)?;
-        let tool = pending.ctx.tool_name.clone();
-        if always {
-            self.always_rejected.insert(tool.clone(), message.clone());
+    ) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            let pending = self.take_pending(call_id)?;
+            let tool = pending.ctx.tool_name.clone();
+            if always {
+                self.always_rejected.insert(tool.clone(), message.clone());
+            }
+            tracing::info!(%call_id, %tool, "tool call rejected");
+            let message = message.unwrap_or_else(|| NOT_APPROVED.to_owned());
+            let batch = own_batch(&mut self.batches, call_id);
+            self.finish_rejected(pending.ctx, batch, message).await;
+            Ok(())
         }
-        tracing::info!(%call_id, %tool, "tool call rejected");
-        let message = message.unwrap_or_else(|| NOT_APPROVED.to_owned());
-        let batch = own_batch(&mut self.batches, call_id);
-        self.finish_rejected(pending.ctx, batch, message).await;
-        Ok(())
     }
 
     fn take_pending(&mut self, call_id: &str) -> Result<PendingApproval> {
